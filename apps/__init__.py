@@ -1,0 +1,1 @@
+"""Desktop programs of pizco_qt (installed as ``pizco_qt.apps``); importing starts nothing."""

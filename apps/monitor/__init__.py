@@ -1,0 +1,1 @@
+"""The pizco-monitor desktop window."""

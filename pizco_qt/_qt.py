@@ -1,0 +1,124 @@
+"""The only place pizco_qt imports Qt (through qtpy), and small helpers around it.
+
+Only QtCore is imported here: importing pizco_qt needs no display and creates no
+Q(Core)Application.
+
+Thread affinity: helpers may be called from any thread.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any, Callable, Optional
+
+from qtpy import QtCore
+
+__all__ = ["QtCore", "Signal", "QObject", "QThread", "app_instance", "runs_event_loop",
+           "is_qt_signal", "is_deleted", "slot_arity", "API_NAME"]
+
+Signal = QtCore.Signal
+QObject = QtCore.QObject
+QThread = QtCore.QThread
+
+try:
+    from qtpy import API_NAME
+except ImportError:  # pragma: no cover - very old qtpy
+    API_NAME = "unknown"
+
+_BOUND_SIGNAL_TYPES: tuple = ()
+for _name in ("SignalInstance", "pyqtBoundSignal"):
+    _t = getattr(QtCore, _name, None)
+    if isinstance(_t, type):
+        _BOUND_SIGNAL_TYPES += (_t,)
+
+
+def app_instance() -> Optional[Any]:
+    """The Q(Core)Application, or None. Never creates one."""
+    return QtCore.QCoreApplication.instance()
+
+
+def runs_event_loop(qthread: Any) -> bool:
+    """Whether events posted to ``qthread`` will be processed.
+
+    True for the main thread of an existing Q(Core)Application (whether or not
+    ``exec()`` runs right now) and for a QThread whose event loop is running
+    (``loopLevel() > 0``). A wrapper of a thread that has ended counts as False.
+    """
+    if qthread is None:
+        return False
+    try:
+        app = QtCore.QCoreApplication.instance()
+        if app is not None and qthread is app.thread():
+            return True
+        if app is not None and qthread == app.thread():
+            return True
+        return qthread.loopLevel() > 0
+    except RuntimeError:  # the C++ thread object is gone
+        return False
+
+
+def is_qt_signal(obj: Any) -> bool:
+    """True for a bound Qt signal (pyqtBoundSignal / SignalInstance)."""
+    return bool(_BOUND_SIGNAL_TYPES) and isinstance(obj, _BOUND_SIGNAL_TYPES)
+
+
+def is_deleted(obj: Any) -> bool:
+    """True if ``obj`` is a QObject whose C++ part has been destroyed."""
+    try:
+        obj.objectName()
+    except RuntimeError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+_SIG_RE = re.compile(r"\((.*)\)")
+
+
+def _count_params(signature: str) -> int:
+    m = _SIG_RE.search(signature)
+    if not m or not m.group(1).strip():
+        return 0
+    return m.group(1).count(",") + 1
+
+
+def slot_arity(slot: Callable) -> Optional[int]:
+    """How many positional arguments ``slot`` accepts; None means "all of them".
+
+    From ``inspect.signature`` when it works, else from the Qt meta-method's
+    parameter count (largest overload), else None.
+    """
+    if is_qt_signal(slot):
+        sig = getattr(slot, "signal", None)
+        if isinstance(sig, str):
+            return _count_params(sig)
+        return None
+    try:
+        params = inspect.signature(slot).parameters.values()
+    except (TypeError, ValueError):
+        params = None
+    if params is not None:
+        n = 0
+        for p in params:
+            if p.kind == p.VAR_POSITIONAL:
+                return None
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                n += 1
+        return n
+    owner = getattr(slot, "__self__", None)
+    name = getattr(slot, "__name__", None)
+    if isinstance(owner, QtCore.QObject) and name:
+        try:
+            meta = owner.metaObject()
+            counts = []
+            for i in range(meta.methodCount()):
+                method = meta.method(i)
+                sig = bytes(method.methodSignature()).decode()
+                if sig.split("(", 1)[0] == name:
+                    counts.append(method.parameterCount())
+            if counts:
+                return max(counts)
+        except Exception:
+            return None
+    return None

@@ -1,0 +1,65 @@
+"""Settings taken from the environment; explicit arguments always win.
+
+``PZC_KEY`` (HMAC key), ``PZC_SER`` (serializer), ``PZC_TIMEOUT`` (seconds, may be
+fractional), ``PZC_HEARTBEAT`` (seconds between heartbeats), ``PZC_REGISTRY``
+(registry endpoint), ``PZC_MAX_MESSAGE`` (bytes). Values are read when an object is
+created, so a test or a program can change them at run time.
+
+Thread affinity: none.
+"""
+from __future__ import annotations
+
+import os
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_HEARTBEAT = 1.0
+DEFAULT_REGISTRY = "tcp://127.0.0.1:5777"
+DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
+#: High-water mark of publish and subscribe sockets (messages).
+DEFAULT_HWM = 100_000
+#: Linger of every socket on close (ms): stopping never waits longer for unsent data.
+LINGER_MS = 100
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def hmac_key() -> str:
+    """The shared HMAC key from ``PZC_KEY`` ('' = unsigned)."""
+    return os.environ.get("PZC_KEY", "")
+
+
+def serializer() -> str:
+    """The serializer from ``PZC_SER``, else ``pickle``."""
+    return os.environ.get("PZC_SER", "").strip() or "pickle"
+
+
+def timeout() -> float:
+    """Default synchronous call timeout in seconds (``PZC_TIMEOUT``)."""
+    return _float("PZC_TIMEOUT", DEFAULT_TIMEOUT)
+
+
+def heartbeat() -> float:
+    """Seconds between server heartbeats (``PZC_HEARTBEAT``)."""
+    return _float("PZC_HEARTBEAT", DEFAULT_HEARTBEAT)
+
+
+def registry_endpoint() -> str:
+    """The registry's endpoint (``PZC_REGISTRY``)."""
+    return os.environ.get("PZC_REGISTRY", "").strip() or DEFAULT_REGISTRY
+
+
+def max_message_size() -> int:
+    """Largest accepted frame in bytes (``PZC_MAX_MESSAGE``), enforced by ZMQ."""
+    raw = os.environ.get("PZC_MAX_MESSAGE", "").strip()
+    return int(raw) if raw else DEFAULT_MAX_MESSAGE

@@ -1,0 +1,240 @@
+"""Request dispatch: (served object, action, options) -> reply content.
+
+Pure logic with no sockets or threads: it runs wherever the server decides the
+served object may be touched (its worker thread, or a served QObject's own
+thread). Replies follow the original protocol: ``('PSMessage', 'return', value)``,
+``('PSMessage', 'remote', None)``, ``('PSMessage', 'raise', (exc, tb_lines))``
+and ``('PSMessage', 'future_register', msgid)``.
+
+Thread affinity: the thread that may touch the served object.
+"""
+from __future__ import annotations
+
+import builtins
+import concurrent.futures
+import importlib
+import inspect as _inspect
+import numbers
+import pickle
+import sys
+import traceback
+import types
+from typing import Any, Dict, Iterable, Optional, Set, Tuple
+
+from ._qt import QtCore
+from .errors import RemoteError
+from .signals import is_signal_like
+
+__all__ = ["dispatch", "default_return_as_remote", "default_force_as_object", "inspect_object",
+           "describe_object", "encode_exception", "ACTIONS"]
+
+ACTIONS = ("exec", "getattr", "setattr", "get", "inspect", "instantiate", "cancel", "describe", "getmany")
+
+_PLAIN = (str, bytes, bytearray, memoryview, tuple, list, set, frozenset, numbers.Number, type(None), bool)
+_ROUTINES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.BuiltinMethodType,
+             staticmethod, classmethod, types.MethodDescriptorType, types.WrapperDescriptorType,
+             types.MethodWrapperType, types.ClassMethodDescriptorType)
+
+
+def default_return_as_remote(value: Any) -> bool:
+    """Callables, signals and objects with ``__get__``, ``__getitem__`` or ``__setitem__`` stay remote."""
+    if callable(value) or is_signal_like(value):
+        return True
+    return any(hasattr(value, name) for name in ("__get__", "__getitem__", "__setitem__"))
+
+
+def default_force_as_object(value: Any) -> bool:
+    """Plain values (numbers, strings, bytes, tuples, lists, sets, arrays) travel by value."""
+    return isinstance(value, _PLAIN) or hasattr(value, "__array_interface__")
+
+
+def _is_static_signal(static: Any) -> bool:
+    return isinstance(static, QtCore.Signal) or is_signal_like(static)
+
+
+def inspect_object(obj: Any) -> Tuple[Set[str], Set[str]]:
+    """``(remote_names, object_names)``: methods and signals are remote; nothing is forced.
+
+    Only class-level and instance-dict entries are examined, so no property runs.
+    """
+    remote: Set[str] = set()
+    if obj is None:
+        return remote, set()
+    for name in dir(type(obj)):
+        if name.startswith("__") and name.endswith("__"):
+            continue
+        try:
+            static = _inspect.getattr_static(obj, name)
+        except AttributeError:
+            continue
+        if isinstance(static, _ROUTINES) or _is_static_signal(static):
+            remote.add(name)
+    for name, value in getattr(obj, "__dict__", {}).items():
+        if name.startswith("__"):
+            continue
+        if is_signal_like(value):
+            remote.add(name)
+        elif name in remote:
+            remote.discard(name)  # an instance value shadows a class-level routine
+    return remote, set()
+
+
+def describe_object(server: Any, obj: Any) -> Dict[str, Dict[str, Any]]:
+    """Each public name's kind ('attribute', 'method', 'signal'), type name and writability."""
+    out: Dict[str, Dict[str, Any]] = {}
+    if obj is None:
+        return out
+    names = set(n for n in dir(obj) if not n.startswith("_"))
+    for name in sorted(names):
+        try:
+            static = _inspect.getattr_static(obj, name)
+        except AttributeError:
+            static = None
+        if _is_static_signal(static):
+            out[name] = {"kind": "signal", "type": "signal", "writable": False}
+            continue
+        if isinstance(static, property):
+            kind = "attribute"
+            writable = static.fset is not None
+            readable = static.fget is not None
+        else:
+            kind, writable, readable = None, True, True
+        value: Any = None
+        if readable:
+            try:
+                value = getattr(obj, name)
+            except Exception as exc:  # a failing property is still an attribute
+                out[name] = {"kind": "attribute", "type": type(exc).__name__, "writable": writable,
+                             "error": str(exc)}
+                continue
+        if kind is None:
+            if is_signal_like(value):
+                kind, writable = "signal", False
+            elif callable(value):
+                kind, writable = "method", False
+                try:
+                    sig = str(_inspect.signature(value))
+                except (TypeError, ValueError):
+                    sig = "(...)"
+                out[name] = {"kind": kind, "type": type(value).__name__, "writable": False,
+                             "signature": sig, "doc": (_inspect.getdoc(value) or "").split("\n")[0]}
+                continue
+            else:
+                kind = "attribute"
+        out[name] = {"kind": kind, "type": type(value).__name__ if readable else "write-only",
+                     "writable": writable}
+    return out
+
+
+def _traceback_lines(exc: BaseException) -> list:
+    return [str(line) for line in traceback.format_exception(type(exc), exc, exc.__traceback__)]
+
+
+def encode_exception(exc: BaseException, serializer: str, tb_lines: Optional[list] = None) -> Any:
+    """An exception in a form the requester can rebuild (unpicklable ones become RemoteError)."""
+    tb = tb_lines if tb_lines is not None else _traceback_lines(exc)
+    if serializer == "json":
+        return {"__exception__": type(exc).__name__, "module": type(exc).__module__,
+                "args": [str(a) for a in exc.args], "message": str(exc)}, tb
+    try:
+        clean = pickle.loads(pickle.dumps(exc, pickle.HIGHEST_PROTOCOL))
+        if type(clean) is not type(exc):
+            raise TypeError("type changed in a pickle round trip")
+        return clean, tb
+    except Exception:
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        if type(exc).__module__ == "builtins":
+            name = type(exc).__qualname__
+        return RemoteError(name, str(exc), "".join(tb)), tb
+
+
+def _raise_reply(exc: BaseException, serializer: str) -> tuple:
+    return ("PSMessage", "raise", encode_exception(exc, serializer))
+
+
+def _import_class(spec: Any) -> Any:
+    if isinstance(spec, type):
+        return spec
+    if not isinstance(spec, str) or "." not in spec.replace(":", "."):
+        raise TypeError(f"cannot instantiate {spec!r}: give a class or 'module.Class'")
+    if ":" in spec:
+        module_name, qualname = spec.split(":", 1)
+    else:
+        module_name, qualname = spec.rsplit(".", 1)
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") -> Any:
+    """Answer one Proxy-Server request (``('PSMessage', action, options)``).
+
+    ``server`` provides ``served_object``, ``return_as_remote``, ``force_as_object``,
+    ``inspect``, ``register_future(msgid, fut)``, ``cancel_future(msgid)`` and
+    ``set_served_object(obj)``.
+    """
+    try:
+        kind, action, options = content
+        if kind != "PSMessage":
+            raise ValueError
+    except (TypeError, ValueError):
+        return _raise_reply(ValueError(f"not a PSMessage request: {str(content)[:80]}"), serializer)
+    if not isinstance(options, dict):
+        options = {}
+    obj = server.served_object
+    try:
+        if action == "exec":
+            attr = getattr(obj, options["name"])
+            method = options.get("method", "__call__")
+            ret = getattr(attr, method)(*(options.get("args") or ()), **(options.get("kwargs") or {}))
+        elif action == "getattr":
+            ret = getattr(obj, options["name"])
+        elif action == "setattr":
+            setattr(obj, options["name"], options["value"])
+            return ("PSMessage", "return", None)
+        elif action == "get":
+            ret = getattr(obj, options["name"])
+            if not (options.get("force_as_object", False) or server.force_as_object(ret)):
+                if server.return_as_remote(ret):
+                    return ("PSMessage", "remote", None)
+        elif action == "inspect":
+            remote, plain = server.inspect()
+            return ("PSMessage", "return", (set(remote), set(plain)))
+        elif action == "instantiate":
+            if obj is not None:
+                raise RuntimeError(f"this server already serves a {type(obj).__name__}")
+            cls = _import_class(options["class"])
+            new = cls(*(options.get("args") or ()), **(options.get("kwargs") or {}))
+            server.set_served_object(new)
+            return ("PSMessage", "return", None)
+        elif action == "cancel":
+            return ("PSMessage", "return", server.cancel_future(options.get("msgid", "")))
+        elif action == "describe":
+            return ("PSMessage", "return", describe_object(server, obj))
+        elif action == "getmany":
+            values: Dict[str, Any] = {}
+            for name in options.get("names", ()):
+                try:
+                    values[name] = ("return", getattr(obj, name))
+                except Exception as exc:
+                    values[name] = ("raise", encode_exception(exc, serializer))
+            return ("PSMessage", "return", values)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+    except Exception as exc:
+        return _raise_reply(exc, serializer)
+    if isinstance(ret, concurrent.futures.Future):
+        server.register_future(msgid, ret)
+        return ("PSMessage", "future_register", msgid)
+    return ("PSMessage", "return", ret)
+
+
+def builtin_exception(name: str) -> Optional[type]:
+    """A builtin exception type by name (for json replies), or None."""
+    candidate = getattr(builtins, name, None)
+    if isinstance(candidate, type) and issubclass(candidate, BaseException):
+        return candidate
+    return None
+
+

@@ -1,0 +1,93 @@
+"""The exception hierarchy of pizco_qt and the chaining of remote tracebacks.
+
+Thread affinity: none (plain data).
+"""
+from __future__ import annotations
+
+from typing import NoReturn, Sequence
+
+__all__ = [
+    "PizcoError",
+    "RemoteError",
+    "RemoteTimeout",
+    "ProtocolError",
+    "ConnectionLost",
+    "raise_remote",
+]
+
+
+class PizcoError(Exception):
+    """Base of every error pizco_qt raises itself."""
+
+
+class RemoteError(PizcoError):
+    """A remote exception that could not be rebuilt locally.
+
+    Attributes
+    ----------
+    type_name : str
+        Qualified name of the exception type raised on the server.
+    message : str
+        ``str()`` of the original exception.
+    remote_traceback : str
+        The server-side traceback text.
+    """
+
+    def __init__(self, type_name: str = "Exception", message: str = "", remote_traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self):
+        return (type(self), (self.type_name, self.message, self.remote_traceback))
+
+
+class RemoteTimeout(PizcoError, TimeoutError):
+    """No reply within the proxy's timeout; the proxy stays usable."""
+
+    def __init__(self, action: str = "request", endpoint: str = "?", timeout: float = 0.0) -> None:
+        super().__init__(
+            f"{action!r} to {endpoint} got no reply within {timeout:g} s "
+            "(is the server running and reachable? raise Proxy(timeout=...) for slow calls)"
+        )
+        self.action, self.endpoint, self.timeout = action, endpoint, timeout
+
+    def __reduce__(self):
+        return (type(self), (self.action, self.endpoint, self.timeout))
+
+
+class ProtocolError(PizcoError):
+    """A message broke the wire protocol (frames, header, signature or content)."""
+
+
+class ConnectionLost(PizcoError, ConnectionError):
+    """The server is known to be down; the call was not sent."""
+
+
+class _RemoteTraceback(Exception):
+    """Carrier only: prints the server-side traceback as the cause of a remote exception."""
+
+    def __str__(self) -> str:
+        return "\n\nServer-side traceback (most recent call last):\n" + str(self.args[0] if self.args else "")
+
+
+def traceback_text(lines: "Sequence[str] | str | None") -> str:
+    """Join a remote traceback given as a list of lines (Pizco's form) or a string."""
+    if not lines:
+        return ""
+    if isinstance(lines, str):
+        return lines
+    return "".join(str(line) for line in lines)
+
+
+def raise_remote(exc: BaseException, tb_lines: "Sequence[str] | str | None") -> NoReturn:
+    """Raise ``exc`` (rebuilt from a remote reply) with the server traceback chained as its cause."""
+    text = traceback_text(tb_lines)
+    try:
+        exc.remote_traceback = text  # type: ignore[attr-defined]
+    except Exception:  # some builtin exceptions refuse new attributes
+        pass
+    if text:
+        raise exc from _RemoteTraceback(text)
+    raise exc

@@ -1,0 +1,210 @@
+"""The wire protocol: frames <-> messages, signatures and serializers (sans-IO).
+
+Every message is a multipart ZMQ message of five frames::
+
+    0  header      utf-8 ``PZC00+<sender>+<topic>``; senders and topics never contain ``+``
+    1  serializer  utf-8 ``pickle`` | ``pickleN`` (N = protocol number) | ``json`` | ``pickle5oob``
+    2  content     the serialized payload
+    3  message id  utf-8, unique per request; a reply carries its request's id
+    4  signature   raw 20-byte HMAC-SHA1 of frames 0-3 concatenated (and, for
+                   ``pickle5oob``, of every buffer frame); empty without a key
+
+``pickle5oob`` (offered only by pizco_qt servers that advertise the ``oob``
+capability) adds frames 5..n: the pickle protocol-5 out-of-band buffers, sent
+without copying. Every other message has exactly five frames.
+
+Subscriptions use the header ``PZC00+<sender>+<topic>`` as the ZMQ topic prefix;
+receivers compare the parsed sender and topic exactly, so ``topic1`` never
+delivers ``topic10``.
+
+The signature is checked before anything is deserialized: a badly signed
+message is rejected without running a byte of its content.
+
+Thread affinity: a Protocol is immutable and may be shared by all threads.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import pickle
+from typing import Any, List, NamedTuple, Optional, Sequence
+
+from . import config
+from .errors import ProtocolError
+
+__all__ = ["Protocol", "Envelope", "Message", "PREFIX", "header"]
+
+PREFIX = "PZC00"
+_PREFIX_B = b"PZC00+"
+OOB = "pickle5oob"
+
+
+class Envelope(NamedTuple):
+    """What can be read of a message without deserializing its content."""
+
+    sender: str
+    topic: str
+    serializer: str
+    msgid: str
+
+
+class Message(NamedTuple):
+    """A fully decoded message."""
+
+    sender: str
+    topic: str
+    serializer: str
+    content: Any
+    msgid: str
+
+
+def header(sender: str, topic: str) -> bytes:
+    """The header frame (and subscription prefix) for ``sender`` and ``topic``."""
+    return f"{PREFIX}+{sender}+{topic}".encode("utf-8")
+
+
+def _check_serializer(name: str) -> str:
+    if name in ("pickle", "json", OOB):
+        return name
+    if name.startswith("pickle") and name[6:].isdigit():
+        if int(name[6:]) > pickle.HIGHEST_PROTOCOL:
+            raise ValueError(f"serializer {name!r}: this Python supports pickle up to {pickle.HIGHEST_PROTOCOL}")
+        return name
+    raise ValueError(f"unknown serializer {name!r} (use 'pickle', 'pickleN', 'json')")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, BaseException):
+        return {"__exception__": type(obj).__name__, "args": [str(a) for a in obj.args]}
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+class Protocol:
+    """Encoding, decoding and signing of pizco_qt messages.
+
+    Parameters
+    ----------
+    hmac_key : str or bytes
+        Shared key for HMAC-SHA1 signatures; empty means unsigned. ``None`` reads ``PZC_KEY``.
+    serializer : str, optional
+        ``pickle`` (default, or ``PZC_SER``), ``pickleN`` or ``json``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown serializer name.
+    """
+
+    __slots__ = ("hmac_key", "serializer")
+
+    def __init__(self, hmac_key: "str | bytes | None" = "", serializer: Optional[str] = None) -> None:
+        if hmac_key is None:
+            hmac_key = config.hmac_key()
+        self.hmac_key: bytes = hmac_key.encode("utf-8") if isinstance(hmac_key, str) else bytes(hmac_key)
+        self.serializer: str = _check_serializer(serializer or config.serializer())
+
+    @classmethod
+    def from_environment(cls) -> "Protocol":
+        """The protocol an agent uses when none is given: ``PZC_KEY`` and ``PZC_SER``."""
+        return cls(config.hmac_key(), config.serializer())
+
+    def __repr__(self) -> str:
+        return f"Protocol(hmac_key={'<set>' if self.hmac_key else ''!r}, serializer={self.serializer!r})"
+
+    # -- signatures -------------------------------------------------------
+    def sign(self, frames: Sequence[Any]) -> bytes:
+        """The signature of ``frames`` (raw HMAC-SHA1 digest, or b'' without a key)."""
+        if not self.hmac_key:
+            return b""
+        digest = hmac.new(self.hmac_key, digestmod=hashlib.sha1)
+        for frame in frames:
+            digest.update(frame)
+        return digest.digest()
+
+    # -- serializers ------------------------------------------------------
+    def dumps(self, content: Any, serializer: Optional[str] = None) -> "tuple[bytes, list]":
+        """Serialize ``content``; returns the payload and the out-of-band buffers."""
+        name = serializer or self.serializer
+        if name == "pickle":
+            return pickle.dumps(content, pickle.HIGHEST_PROTOCOL), []
+        if name == OOB:
+            buffers: list = []
+            payload = pickle.dumps(content, 5, buffer_callback=buffers.append)
+            return payload, [b.raw() for b in buffers]
+        if name == "json":
+            return json.dumps(content, default=_json_default).encode("utf-8"), []
+        if name.startswith("pickle") and name[6:].isdigit():
+            return pickle.dumps(content, int(name[6:])), []
+        raise ProtocolError(f"unknown serializer {name!r}")
+
+    @staticmethod
+    def loads(serializer: str, payload: Any, buffers: Sequence[Any] = ()) -> Any:
+        """Deserialize a payload; any failure raises ProtocolError."""
+        try:
+            if serializer == "json":
+                return json.loads(bytes(payload).decode("utf-8"))
+            if serializer == OOB:
+                return pickle.loads(payload, buffers=buffers)
+            if serializer.startswith("pickle"):
+                return pickle.loads(payload)
+        except Exception as exc:  # hostile payloads raise anything
+            raise ProtocolError(f"cannot decode {serializer} content: {type(exc).__name__}: {exc}") from exc
+        raise ProtocolError(f"unknown serializer {serializer!r}")
+
+    # -- messages ---------------------------------------------------------
+    def encode(
+        self, sender: str, topic: str, content: Any, msgid: str, serializer: Optional[str] = None
+    ) -> List[Any]:
+        """Build the frames of one message (5, or more for ``pickle5oob`` with buffers)."""
+        name = serializer or self.serializer
+        payload, buffers = self.dumps(content, name)
+        frames: List[Any] = [header(sender, topic), name.encode("utf-8"), payload, msgid.encode("utf-8")]
+        if self.hmac_key:
+            frames.append(self.sign(frames + buffers))
+        else:
+            frames.append(b"")
+        if buffers:
+            frames.extend(buffers)
+        return frames
+
+    def check(self, frames: Sequence[Any]) -> Envelope:
+        """Validate frame count, signature and header without deserializing anything.
+
+        Raises
+        ------
+        ProtocolError
+            For a wrong frame count, a bad signature, a bad header or serializer name.
+        """
+        n = len(frames)
+        if n != 5:
+            if n < 5:
+                raise ProtocolError(f"expected 5 frames, got {n}")
+            if bytes(frames[1]) != b"pickle5oob":
+                raise ProtocolError(f"expected 5 frames, got {n}")
+        if self.hmac_key:
+            expected = self.sign([frames[0], frames[1], frames[2], frames[3], *frames[5:]])
+            if not hmac.compare_digest(bytes(frames[4]), expected):
+                raise ProtocolError("bad signature: check PZC_KEY")
+        head = bytes(frames[0])
+        if not head.startswith(_PREFIX_B):
+            raise ProtocolError(f"wrong header {head[:40]!r} (expected {PREFIX}+sender+topic)")
+        try:
+            parts = head.decode("utf-8").split("+")
+            ser = bytes(frames[1]).decode("ascii")
+            msgid = bytes(frames[3]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"undecodable header, serializer or message id: {exc}") from None
+        if len(parts) != 3:
+            raise ProtocolError(f"wrong header {head[:40]!r}: expected three '+'-separated parts")
+        if ser not in ("pickle", "json", OOB) and not (ser.startswith("pickle") and ser[6:].isdigit()):
+            raise ProtocolError(f"unknown serializer {ser!r}")
+        return Envelope(parts[1], parts[2], ser, msgid)
+
+    def decode(self, frames: Sequence[Any]) -> Message:
+        """Parse one received message; any defect raises ProtocolError."""
+        env = self.check(frames)
+        content = self.loads(env.serializer, frames[2], frames[5:])
+        return Message(env.sender, env.topic, env.serializer, content, env.msgid)

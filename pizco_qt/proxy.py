@@ -1,0 +1,885 @@
+"""Proxy: a local stand-in that behaves like the served object.
+
+``proxy.attr``, ``proxy.attr = v``, ``proxy.method(*a, **kw)``,
+``proxy.method.future(...)``, ``proxy.d[k]``, ``proxy.sig.connect(slot)``.
+Synchronous calls go through a DEALER owned by the calling thread (any thread,
+concurrently). Notifications arrive on the I/O thread and are delivered to the
+thread that connected the slot (its Qt loop) or to the dispatcher thread.
+
+Names that tools probe (IPython, pickle, copy, numpy) are answered locally and
+never reach the server. Proxy internals live under the ``_proxy_`` prefix.
+
+Thread affinity: a Proxy may be shared by every thread.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import pickle
+import threading
+import time
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import config
+from ._qt import QObject, QtCore, Signal, is_deleted, is_qt_signal, slot_arity
+from .agent import FUTURE_TOPIC, HEARTBEAT_TOPIC, Agent, connectable, new_msgid
+from .delivery import Target, current_target, dispatcher, report_exception
+from .dispatch import builtin_exception
+from .errors import ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, raise_remote
+from .protocol import OOB, Envelope, Protocol
+from .signals import as_callable
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Proxy", "RemoteAttribute", "RemoteFuture", "ConnectionState"]
+
+_PROBE_NAMES = frozenset({
+    "__getstate__", "__setstate__", "__reduce__", "__reduce_ex__", "__copy__", "__deepcopy__",
+    "__getnewargs__", "__getnewargs_ex__", "__array__", "__array_interface__", "__array_struct__",
+    "__array_priority__", "__array_ufunc__", "__array_function__", "__array_wrap__",
+    "__length_hint__", "__fspath__", "__dataclass_fields__", "__wrapped__", "__signature__",
+    "_ipython_canary_method_should_not_exist_", "_ipython_display_", "_fields", "__html__",
+    "__iter__", "__len__", "__await__", "__aiter__", "__enter__", "__exit__",
+})
+
+
+def _is_local_name(name: str) -> bool:
+    return (name in _PROBE_NAMES or name.startswith("_proxy_") or name.startswith("_repr_")
+            or name.startswith("_ipython_") or (name.startswith("__") and name.endswith("__")))
+
+
+_REMOTE = object()
+_UNSET = object()
+
+
+class RemoteFuture(concurrent.futures.Future):
+    """A client Future; ``cancel()`` also cancels the server-side future (best effort)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._on_cancel: Optional[Callable[[], None]] = None
+
+    def cancel(self) -> bool:
+        """Cancel locally at once and ask the server to cancel; later results are discarded."""
+        if not super().cancel():
+            return False
+        hook, self._on_cancel = self._on_cancel, None
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                logger.debug("remote cancel failed", exc_info=True)
+        return True
+
+
+def _settle(fut: concurrent.futures.Future, result: Any = None, exc: Optional[BaseException] = None) -> None:
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled meanwhile: the late outcome is discarded
+
+
+class ConnectionState(QObject):
+    """Liveness of a proxy's server, driven by its heartbeat.
+
+    Thread affinity: lives in the thread that created the proxy; its signals are
+    emitted through the delivery path.
+    """
+
+    #: Signal() -- the server missed three heartbeats (or a call timed out).
+    lost = Signal()
+    #: Signal() -- the server answered again after being lost.
+    regained = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._alive = True
+
+    def alive(self) -> bool:
+        """Whether the server is believed to be alive."""
+        return self._alive
+
+
+class _TolerantUnpickler(pickle.Unpickler):
+    """Rebuilds exceptions whose class is unknown here as RemoteError subclasses."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except Exception:
+            qual = f"{module}.{name}"
+
+            def make(*args: Any, **kwargs: Any) -> RemoteError:
+                return RemoteError(qual, ", ".join(str(a) for a in args))
+
+            return make
+
+
+class _Incoming:
+    """One received notification, decoded at most once (on a delivery thread)."""
+
+    __slots__ = ("env", "frames", "loads", "_args")
+
+    def __init__(self, env: Envelope, frames: List[bytes], loads: Callable[..., Any]) -> None:
+        self.env, self.frames, self.loads = env, frames, loads
+        self._args: Any = _UNSET
+
+    @property
+    def args(self) -> tuple:
+        args = self._args
+        if args is _UNSET:
+            content = self.loads(self.env.serializer, self.frames[2], self.frames[5:])
+            if isinstance(content, tuple):
+                args = content
+            elif isinstance(content, list):
+                args = tuple(content)
+            else:
+                args = (content,)
+            self._args = args
+        return args
+
+
+class _Connection:
+    """One slot connected to one remote signal in one proxy."""
+
+    __slots__ = ("slot", "call", "arity", "target", "coalesce", "latest", "queued", "dead", "sub",
+                 "weak_self", "__weakref__")
+
+    def __init__(self, slot: Any, target: Target, coalesce: bool, sub: "_SignalSub") -> None:
+        self.slot = slot
+        self.call = as_callable(slot)
+        self.arity = slot_arity(slot)
+        self.target = target
+        self.coalesce = coalesce
+        self.latest: Optional[_Incoming] = None
+        self.queued = False
+        self.dead = False
+        self.sub = sub
+        self.weak_self = None
+        owner = getattr(slot, "__self__", None)
+        if isinstance(owner, QObject) and not is_qt_signal(slot):
+            # like Qt: a QObject's method does not keep it alive, and dies with it
+            self.weak_self = weakref.WeakMethod(slot)
+            self.call = None
+            self.slot = _WeakSlotKey(slot)
+            ref = weakref.ref(self)
+            try:
+                owner.destroyed.connect(lambda *_: _drop_connection(ref))
+            except Exception:
+                pass
+
+    def push(self, inc: _Incoming) -> None:
+        if self.coalesce:
+            self.latest = inc
+            if self.queued:
+                return
+            self.queued = True
+            self.target.post(self.flush)
+        else:
+            self.target.post(lambda: self.deliver(inc))
+
+    def flush(self) -> None:
+        self.queued = False
+        inc, self.latest = self.latest, None
+        if inc is not None:
+            self.deliver(inc)
+
+    def deliver(self, inc: _Incoming) -> None:
+        if self.dead:
+            return
+        call = self.call
+        if call is None:
+            method = self.weak_self() if self.weak_self is not None else None
+            if method is None or is_deleted(method.__self__):
+                _drop_connection(weakref.ref(self))
+                return
+            call = method
+        args = inc.args
+        arity = self.arity
+        if arity is not None and arity < len(args):
+            args = args[:arity]
+        call(*args)
+
+
+class _WeakSlotKey:
+    """Compares equal to the bound method it stands for, without keeping its object alive."""
+
+    __slots__ = ("func", "obj_ref", "__weakref__")
+
+    def __init__(self, method: Any) -> None:
+        self.func = method.__func__
+        self.obj_ref = weakref.ref(method.__self__)
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, _WeakSlotKey):
+            return self.func is other.func and self.obj_ref() is other.obj_ref()
+        return getattr(other, "__func__", None) is self.func and getattr(other, "__self__", None) is self.obj_ref()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _drop_connection(ref: "weakref.ref[_Connection]") -> None:
+    conn = ref()
+    if conn is None or conn.dead:
+        return
+    conn.dead = True
+    sub = conn.sub
+    sub.remove(conn)
+
+
+class _SignalSub:
+    """The connections of one proxy to one remote signal (the sink runs on the I/O thread)."""
+
+    def __init__(self, core: "_ProxyCore", topic: str) -> None:
+        self.core = core
+        self.topic = topic
+        self.connections: Tuple[_Connection, ...] = ()
+        self.lock = threading.Lock()
+        self.active = False
+
+    def sink(self, env: Envelope, frames: List[bytes]) -> None:
+        conns = self.connections
+        if conns:
+            inc = _Incoming(env, frames, self.core.agent.protocol.loads)
+            for conn in conns:
+                conn.push(inc)
+
+    def remove(self, conn: _Connection) -> None:
+        with self.lock:
+            self.connections = tuple(c for c in self.connections if c is not conn)
+            empty = not self.connections
+        if empty:
+            self.core.unsubscribe(self)
+
+
+class _ProxyCore:
+    """Everything a Proxy knows and does; holds no reference to the Proxy itself."""
+
+    def __init__(self, endpoint: str, timeout: Optional[float], protocol: Optional[Protocol]) -> None:
+        self.endpoint = endpoint
+        self.timeout = config.timeout() if timeout is None else float(timeout)
+        self.agent = Agent(protocol=protocol, _bind=False)
+        self.closed = False
+        self.lock = threading.Lock()
+        self.target = current_target()
+        self.connection = ConnectionState()
+        self.signals: Dict[str, _SignalSub] = {}
+        self.futures: Dict[str, RemoteFuture] = {}
+        self.orphans: Dict[str, Tuple[float, Any]] = {}
+        self.remote_names: frozenset = frozenset()
+        self.object_names: frozenset = frozenset()
+        self.attr_cache: Dict[str, "RemoteAttribute"] = {}
+        self.alive = True
+        self.tracking = False
+        self.last_seen = time.monotonic()
+        self.probing = False
+        self.checking = False
+        self.local_server: Any = None
+        self.process: Any = None
+        try:
+            info = self.agent.request(endpoint, "info", self.timeout)
+            if not isinstance(info, dict) or "pub_endpoint" not in info:
+                raise ProtocolError(f"{endpoint} answered 'info' with {info!r}")
+        except BaseException:
+            self.agent.stop()
+            raise
+        self.apply_info(info)
+        ser = self.agent.protocol.serializer
+        self.req_serializer = OOB if ("oob" in self.caps and ser == "pickle") else ser
+        try:
+            self.agent._io.call(self._subscribe_internal, timeout=self.timeout)
+            if "ack" in self.caps:
+                self.agent._request_ack(self.sender, self.timeout)
+            remote, plain = self.call("inspect", {})
+            self.remote_names = frozenset(remote or ())
+            self.object_names = frozenset(plain or ())
+        except BaseException:
+            self.close()
+            raise
+        if self.tracking:
+            self._start_probing()
+
+    # ---------------------------------------------------------------- info / liveness (I/O thread)
+    def apply_info(self, info: Dict[str, Any]) -> None:
+        self.sender = info.get("rep_endpoint", self.endpoint)
+        self.pub = connectable(info["pub_endpoint"], self.endpoint)
+        self.caps = frozenset(info.get("capabilities", ()))
+        self.period = float(info.get("heartbeat", config.heartbeat()))
+        self.tracking = "heartbeat" in self.caps
+
+    def _subscribe_internal(self) -> None:
+        agent = self.agent
+        agent._sub_connect(self.pub)
+        agent._add_sub(self.sender, FUTURE_TOPIC, self._on_future_frames)
+        if "heartbeat" in self.caps:
+            agent._add_sub(self.sender, HEARTBEAT_TOPIC, self._on_heartbeat)
+
+    def _on_heartbeat(self, env: Envelope, frames: List[bytes]) -> None:
+        self.last_seen = time.monotonic()
+        if not self.alive:
+            self._set_alive(True)
+
+    def _check_liveness(self) -> None:
+        if self.closed:
+            return
+        if self.alive and time.monotonic() - self.last_seen > 3 * self.period:
+            self._set_alive(False)
+        if not self.alive:
+            self._probe()
+        self.agent._io.call_later(min(self.period, 0.5) if not self.alive else self.period / 2,
+                                  self._check_liveness)
+
+    def _set_alive(self, alive: bool) -> None:
+        if self.alive == alive or self.closed:
+            return
+        self.alive = alive
+        state = self.connection
+        if alive:
+            self.last_seen = time.monotonic()
+        else:
+            # drop queued non-blocking calls: nothing is replayed to a restarted server
+            agent = self.agent
+            for sock in list(agent._async_socks.values()):
+                agent._io.unregister(sock)
+            agent._async_socks.clear()
+            pending = list(agent._async_pending.values())
+            agent._async_pending.clear()
+            for fut, _ in pending:
+                dispatcher.post(lambda fut=fut: _settle(fut, exc=ConnectionLost(
+                    f"the server at {self.endpoint} was lost before it answered")))
+
+        def emit() -> None:
+            try:
+                state._alive = alive
+                (state.regained if alive else state.lost).emit()
+            except RuntimeError:
+                pass  # the state object is gone with its thread
+
+        self.target.post(emit)
+
+    def _probe(self) -> None:
+        """Ask the (possibly restarted) server for its endpoints; I/O thread."""
+        if self.probing:
+            return
+        self.probing = True
+        probe = Agent(protocol=self.agent.protocol, _bind=False)
+
+        def done(fut: concurrent.futures.Future) -> None:
+            self.probing = False
+            try:
+                info = fut.result()
+            except BaseException:
+                info = None
+            threading.Thread(target=probe.stop, daemon=True).start()
+            if isinstance(info, dict) and not self.closed:
+                self.agent._io.submit(lambda: self._rewire(info))
+
+        fut = probe.request_async(self.endpoint, "info")
+        fut.add_done_callback(done)
+        self.agent._io.call_later(max(self.period, 1.0), lambda: fut.cancel())
+
+    def _rewire(self, info: Dict[str, Any]) -> None:
+        if self.closed:
+            return
+        old_pub, old_sender = self.pub, self.sender
+        self.apply_info(info)
+        agent = self.agent
+        if self.pub != old_pub:
+            agent._sub_disconnect(old_pub)
+            agent._sub_connect(self.pub)
+        if self.sender != old_sender:
+            for (sender, topic), sub in list(agent._subs.items()):
+                agent._remove_sub(sender, topic)
+                agent._add_sub(self.sender, topic, sub.sink)
+        self._set_alive(True)
+
+    # ---------------------------------------------------------------- futures
+    def _on_future_frames(self, env: Envelope, frames: List[bytes]) -> None:
+        loads = self.agent.protocol.loads
+        dispatcher.post(lambda: self._on_future(loads(env.serializer, frames[2], frames[5:])))
+
+    def _on_future(self, content: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        msgid = content.get("msgid")
+        with self.lock:
+            fut = self.futures.pop(msgid, None)
+            if fut is None:
+                now = time.monotonic()
+                self.orphans[msgid] = (now, content)
+                if len(self.orphans) > 256:
+                    for key, (t, _) in list(self.orphans.items()):
+                        if now - t > 30 or len(self.orphans) > 256:
+                            del self.orphans[key]
+                return
+        self._settle_future(fut, content)
+
+    def _settle_future(self, fut: RemoteFuture, content: Dict[str, Any]) -> None:
+        exc = content.get("exception")
+        if exc is not None:
+            if isinstance(exc, dict):
+                exc = _rebuild_json_exception(exc)
+            elif isinstance(exc, concurrent.futures.CancelledError):
+                fut.cancel()
+                return
+            elif not isinstance(exc, BaseException):
+                exc = RemoteError(type(exc).__name__, str(exc))
+            _settle(fut, exc=exc)
+        else:
+            _settle(fut, content.get("result"))
+
+    def register_future(self, msgid: str) -> RemoteFuture:
+        fut = RemoteFuture()
+        fut._on_cancel = lambda: self._cancel_remote(msgid)
+        with self.lock:
+            orphan = self.orphans.pop(msgid, None)
+            if orphan is None:
+                self.futures[msgid] = fut
+        if orphan is not None:
+            self._settle_future(fut, orphan[1])
+        return fut
+
+    def _cancel_remote(self, msgid: str) -> None:
+        with self.lock:
+            self.futures.pop(msgid, None)
+        if "cancel" in self.caps and not self.closed:
+            self.agent.request_async(self.endpoint, ("PSMessage", "cancel", {"msgid": msgid}),
+                                     serializer=self.agent.protocol.serializer)
+
+    # ---------------------------------------------------------------- calls
+    def decode(self, frames: List[bytes]) -> Any:
+        protocol = self.agent.protocol
+        env = protocol.check(frames)
+        try:
+            return protocol.loads(env.serializer, frames[2], frames[5:])
+        except ProtocolError:
+            if not env.serializer.startswith("pickle"):
+                raise
+            import io
+
+            return _TolerantUnpickler(io.BytesIO(bytes(frames[2]))).load()
+
+    def interpret(self, content: Any) -> Any:
+        if not (isinstance(content, (tuple, list)) and len(content) == 3 and content[0] == "PSMessage"):
+            return content
+        kind, value = content[1], content[2]
+        if kind == "return":
+            return value
+        if kind == "remote":
+            return _REMOTE
+        if kind == "future_register":
+            return self.register_future(value)
+        if kind == "raise":
+            _raise_from_reply(value, self.endpoint)
+        raise ProtocolError(f"unknown reply {kind!r} from {self.endpoint}")
+
+    def call(self, action: str, options: Dict[str, Any], timeout: Optional[float] = None) -> Any:
+        if self.closed:
+            raise PizcoError(f"this proxy to {self.endpoint} is stopped")
+        if not self.alive:
+            raise ConnectionLost(f"the server at {self.endpoint} is not answering (lost); "
+                                 "the call was not sent")
+        content = ("PSMessage", action, options)
+        local = _local_server(self.endpoint)
+        if local is not None:
+            return self.interpret(local.handle_inline(content, new_msgid(), self.agent.protocol.serializer))
+        try:
+            frames = self.agent.request_frames(self.endpoint, content, self.timeout if timeout is None else timeout,
+                                               action, self.req_serializer)
+        except RemoteTimeout:
+            if not self.tracking:
+                self.agent._io.submit(lambda: (self._set_alive(False), self._start_probing()))
+            raise
+        if not self.alive:
+            self.agent._io.submit(lambda: self._set_alive(True))
+        return self.interpret(self.decode(frames))
+
+    def _start_probing(self) -> None:
+        if not self.checking:
+            self.checking = True
+            self.agent._io.call_later(min(self.period, 0.5), self._check_liveness)
+
+    def call_async(self, action: str, options: Dict[str, Any]) -> RemoteFuture:
+        fut = RemoteFuture()
+        if self.closed or not self.alive:
+            _settle(fut, exc=ConnectionLost(f"the server at {self.endpoint} is not answering"))
+            return fut
+
+        def convert(frames: List[bytes]) -> Any:
+            value = self.interpret(self.decode(frames))
+            if isinstance(value, RemoteFuture):
+                fut._on_cancel = value.cancel
+            return value
+
+        inner = self.agent.request_async(self.endpoint, ("PSMessage", action, options), convert,
+                                         self.req_serializer)
+        fut._on_cancel = lambda: self.agent.forget_async(inner)
+
+        def relay(src: concurrent.futures.Future) -> None:
+            if src.cancelled():
+                if not fut.done():
+                    fut.cancel()
+            elif src.exception() is not None:
+                _settle(fut, exc=src.exception())
+            else:
+                _settle(fut, src.result())
+
+        inner.add_done_callback(relay)
+        return fut
+
+    # ---------------------------------------------------------------- signals
+    def connect(self, topic: str, slot: Any, coalesce: bool = False, wait: bool = True) -> None:
+        if self.closed:
+            raise PizcoError(f"this proxy to {self.endpoint} is stopped")
+        with self.lock:
+            sub = self.signals.get(topic)
+            if sub is None:
+                sub = self.signals[topic] = _SignalSub(self, topic)
+        with sub.lock:
+            if any(c.slot == slot for c in sub.connections):
+                return
+            conn = _Connection(slot, current_target(), coalesce, sub)
+            sub.connections = sub.connections + (conn,)
+            first = not sub.active
+            sub.active = True
+        if first:
+            self.agent._io.call(lambda: self.agent._add_sub(self.sender, topic, sub.sink), timeout=self.timeout)
+            if wait and "ack" in self.caps and self.alive:
+                if not self.agent._request_ack(self.sender, self.timeout):
+                    logger.warning("%s did not confirm the subscription to %r within %g s; "
+                                   "it stays registered", self.endpoint, topic, self.timeout)
+
+    def disconnect(self, topic: str, slot: Any = None) -> None:
+        sub = self.signals.get(topic)
+        if slot is None:
+            if sub is not None:
+                with sub.lock:
+                    for c in sub.connections:
+                        c.dead = True
+                    sub.connections = ()
+                self.unsubscribe(sub)
+            return
+        with sub.lock if sub is not None else threading.Lock():
+            found = [c for c in (sub.connections if sub is not None else ()) if c.slot == slot]
+            if not found:
+                raise TypeError(f"{slot!r} is not connected to {topic!r} of {self.endpoint}")
+            found[0].dead = True
+        sub.remove(found[0])
+
+    def unsubscribe(self, sub: _SignalSub) -> None:
+        with sub.lock:
+            if sub.connections or not sub.active:
+                return
+            sub.active = False
+        if not self.closed:
+            self.agent._io.submit(lambda: self.agent._remove_sub(self.sender, sub.topic))
+
+    def connection_count(self, topic: str) -> int:
+        sub = self.signals.get(topic)
+        return len(sub.connections) if sub is not None else 0
+
+    # ---------------------------------------------------------------- closing
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for sub in list(self.signals.values()):
+            for c in sub.connections:
+                c.dead = True
+            sub.connections = ()
+        with self.lock:
+            futures = list(self.futures.values())
+            self.futures.clear()
+        for fut in futures:
+            super(RemoteFuture, fut).cancel()
+        self.agent.stop()
+
+
+def _local_server(endpoint: str) -> Any:
+    from .server import local_server_for
+
+    server = local_server_for(endpoint)
+    if server is None:
+        return None
+    obj = server._affinity
+    try:
+        if obj is not None and obj.thread() is QtCore.QThread.currentThread():
+            return server
+    except RuntimeError:
+        pass
+    return None
+
+
+def _rebuild_json_exception(value: Dict[str, Any]) -> BaseException:
+    name = str(value.get("__exception__", "Exception"))
+    cls = builtin_exception(name)
+    args = value.get("args") or []
+    if cls is not None:
+        try:
+            return cls(*args)
+        except Exception:
+            pass
+    return RemoteError(name, str(value.get("message", "")))
+
+
+def _raise_from_reply(value: Any, endpoint: str) -> None:
+    try:
+        exc, tb = value
+    except (TypeError, ValueError):
+        exc, tb = value, []
+    if isinstance(exc, dict) and "__exception__" in exc:
+        exc = _rebuild_json_exception(exc)
+    if isinstance(exc, ValueError) and str(exc).startswith("bad signature"):
+        raise ProtocolError(f"{endpoint} rejected the request's signature: the HMAC keys differ "
+                            "(check PZC_KEY or Protocol(hmac_key=...))")
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(type(exc).__name__, str(exc), "".join(tb or []))
+    if isinstance(exc, RemoteError) and not exc.remote_traceback and tb:
+        exc.remote_traceback = "".join(tb) if not isinstance(tb, str) else tb
+    raise_remote(exc, tb)
+
+
+class RemoteAttribute:
+    """A remote method, signal, dict or other object reached through a proxy.
+
+    Calling it executes the remote method; ``[k]`` reads and writes items;
+    ``connect``/``disconnect`` subscribe a slot to a remote signal; ``emit`` emits
+    it on the server; ``future(...)`` calls without waiting.
+    """
+
+    __slots__ = ("_name", "_core")
+
+    def __init__(self, name: str, core: _ProxyCore) -> None:
+        self._name = name
+        self._core = core
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._core.call("exec", {"name": self._name, "method": "__call__", "args": args, "kwargs": kwargs})
+
+    def future(self, *args: Any, **kwargs: Any) -> RemoteFuture:
+        """Call without waiting; returns a Future of the result (or of the remote Future's result)."""
+        return self._core.call_async("exec", {"name": self._name, "method": "__call__",
+                                              "args": args, "kwargs": kwargs})
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._core.call("exec", {"name": self._name, "method": "__getitem__", "args": (key,)})
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._core.call("exec", {"name": self._name, "method": "__setitem__", "args": (key, value)})
+
+    def __delitem__(self, key: Any) -> None:
+        self._core.call("exec", {"name": self._name, "method": "__delitem__", "args": (key,)})
+
+    def __len__(self) -> int:
+        return self._core.call("exec", {"name": self._name, "method": "__len__"})
+
+    def __contains__(self, key: Any) -> bool:
+        return self._core.call("exec", {"name": self._name, "method": "__contains__", "args": (key,)})
+
+    def connect(self, slot: Any, coalesce: bool = False) -> None:
+        """Call ``slot`` for each emission of the remote signal.
+
+        Returns once the server has the subscription, so every later emission is
+        delivered. ``coalesce=True`` delivers only the latest emission per turn of
+        the receiving thread's loop.
+        """
+        self._core.connect(self._name, slot, coalesce)
+
+    def disconnect(self, slot: Any = None) -> None:
+        """Disconnect ``slot`` (TypeError if not connected), or every slot of this proxy."""
+        self._core.disconnect(self._name, slot)
+
+    def emit(self, *args: Any) -> None:
+        """Emit the signal on the server (its local and remote slots run)."""
+        self._core.call("exec", {"name": self._name, "method": "emit", "args": args})
+
+    @property
+    def signal(self) -> str:
+        """The signal's name (what pytest-qt and Qt tools read)."""
+        return self._name
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if _is_local_name(method):
+            raise AttributeError(method)
+        core, name = self._core, self._name
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return core.call("exec", {"name": name, "method": method, "args": args, "kwargs": kwargs})
+
+        call.__name__ = method
+        return call
+
+    def __repr__(self) -> str:
+        return f"<RemoteAttribute {self._name!r} of {self._core.endpoint}>"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"cannot pickle a remote attribute of {self._core.endpoint}")
+
+
+class _ClassOnly:
+    """A class-level constructor that never shadows a served attribute of the same name."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.name = func.__name__
+
+    def __get__(self, obj: Any, cls: type) -> Any:
+        if obj is None:
+            return self.func.__get__(cls, type(cls))
+        return obj.__getattr__(self.name)
+
+
+class Proxy:
+    """Behaves like the object served at ``rep_endpoint``.
+
+    Parameters
+    ----------
+    rep_endpoint : str
+        The server's REP endpoint.
+    timeout : float, optional
+        Seconds to wait for each synchronous reply (default ``PZC_TIMEOUT`` or 10).
+    protocol : Protocol, optional
+        Key and serializer (default ``PZC_KEY`` / ``PZC_SER``).
+
+    Raises
+    ------
+    RemoteTimeout
+        If the server does not answer within ``timeout``.
+
+    Thread affinity: any thread; slots run in the connecting thread's Qt loop,
+    else on the dispatcher thread.
+    """
+
+    def __init__(self, rep_endpoint: str, timeout: Optional[float] = None,
+                 protocol: Optional[Protocol] = None) -> None:
+        object.__setattr__(self, "_proxy_core", _ProxyCore(rep_endpoint, timeout, protocol))
+        object.__setattr__(self, "_proxy_local_server", None)
+        object.__setattr__(self, "_proxy_process", None)
+
+    # -- internals (never forwarded) ----------------------------------------
+    @property
+    def _proxy_agent(self) -> "_ProxyAgentView":
+        return _ProxyAgentView(self._proxy_core)
+
+    @property
+    def _proxy_connection(self) -> ConnectionState:
+        return self._proxy_core.connection
+
+    @property
+    def _proxy_endpoint(self) -> str:
+        return self._proxy_core.endpoint
+
+    @property
+    def _proxy_timeout(self) -> float:
+        return self._proxy_core.timeout
+
+    def _proxy_stop_me(self) -> None:
+        """Close this proxy (its subscriptions and sockets); the server keeps running."""
+        self._proxy_core.close()
+
+    def _proxy_stop_server(self) -> None:
+        """Stop the server (and its process, if this proxy started one), then this proxy."""
+        core = self._proxy_core
+        local = self.__dict__.get("_proxy_local_server")
+        process = self.__dict__.get("_proxy_process")
+        try:
+            if not core.closed and core.alive:
+                core.agent.request(core.endpoint, "stop", min(core.timeout, 5.0))
+        except (RemoteTimeout, ProtocolError, PizcoError):
+            logger.debug("stop request to %s", core.endpoint, exc_info=True)
+        finally:
+            core.close()
+            if local is not None:
+                local.stop()
+            if process is not None:
+                process.stop()
+
+    def _proxy_describe(self) -> Dict[str, Dict[str, Any]]:
+        """Each public name's kind, type and writability (pizco_qt servers only)."""
+        return self._proxy_core.call("describe", {})
+
+    def _proxy_get_many(self, names: List[str]) -> Dict[str, Any]:
+        """Read several attributes in one round trip: {name: ('return', v) | ('raise', (exc, tb))}."""
+        return self._proxy_core.call("getmany", {"names": list(names)})
+
+    @_ClassOnly
+    def from_name(cls, name: str, registry: Optional[str] = None, **kwargs: Any) -> "Proxy":  # noqa: N805
+        """A proxy to the server registered as ``name`` (KeyError if unknown)."""
+        from .registry import lookup
+
+        entry = lookup(name, registry)
+        return cls(entry["rep_endpoint"], **kwargs)
+
+    # -- the served object's surface -----------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if _is_local_name(name):
+            raise AttributeError(name)
+        core: _ProxyCore = self.__dict__["_proxy_core"]
+        attr = core.attr_cache.get(name)
+        if attr is not None:
+            return attr
+        if name in core.remote_names:
+            attr = core.attr_cache[name] = RemoteAttribute(name, core)
+            return attr
+        value = core.call("get", {"name": name, "force_as_object": name in core.object_names})
+        if value is _REMOTE:
+            return RemoteAttribute(name, core)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_proxy_"):
+            object.__setattr__(self, name, value)
+            return
+        self._proxy_core.call("setattr", {"name": name, "value": value})
+
+    def __dir__(self) -> List[str]:
+        return sorted(set(self._proxy_core.remote_names) | {"_proxy_stop_me", "_proxy_stop_server"})
+
+    def __repr__(self) -> str:
+        return f"<Proxy to {self._proxy_core.endpoint}>"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"a Proxy to {self._proxy_core.endpoint} cannot be pickled; "
+                        "send the endpoint and make a new Proxy")
+
+    def __copy__(self) -> Any:
+        raise TypeError(f"a Proxy to {self._proxy_core.endpoint} cannot be copied; make a new Proxy")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError(f"a Proxy to {self._proxy_core.endpoint} cannot be copied; make a new Proxy")
+
+    def __enter__(self) -> "Proxy":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._proxy_stop_me()
+
+    def __del__(self) -> None:
+        core = self.__dict__.get("_proxy_core")
+        if core is not None and not core.closed:
+            try:
+                core.close()
+            except Exception:
+                pass
+
+
+class _ProxyAgentView:
+    """``proxy._proxy_agent``: the proxy's agent, with Pizco's ``instantiate``."""
+
+    def __init__(self, core: _ProxyCore) -> None:
+        self._core = core
+
+    def instantiate(self, cls: Any, args: tuple = (), kwargs: Optional[dict] = None) -> None:
+        """Make an empty server serve ``cls(*args, **kwargs)`` (a class or 'module.Class')."""
+        name = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+        self._core.call("instantiate", {"class": name, "args": tuple(args), "kwargs": dict(kwargs or {})})
+        remote, plain = self._core.call("inspect", {})
+        self._core.remote_names = frozenset(remote or ())
+        self._core.object_names = frozenset(plain or ())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core.agent, name)

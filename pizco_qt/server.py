@@ -1,0 +1,358 @@
+"""Server: serve any Python object (or QObject) to proxies over ZMQ.
+
+Constructing a Server binds its endpoints and starts serving at once in
+background threads; ``serve_forever()`` only blocks the caller until ``stop()``.
+A plain object is called from the server's worker thread; a served QObject is
+called in its own thread when that thread runs a Qt event loop. The server
+connects to a served signal when the first remote subscriber appears (a Qt
+signal with ``Qt.DirectConnection``) and disconnects when the last one leaves.
+
+Thread affinity: construct and stop from any thread.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+import warnings
+from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
+
+from . import dispatch as _dispatch
+from ._qt import QObject, QtCore, is_qt_signal
+from .agent import FUTURE_TOPIC, Agent, new_msgid
+from .delivery import run_in_qthread
+from .errors import PizcoError
+from .protocol import Envelope, Protocol
+from .signals import is_signal_like
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Server"]
+
+_LOCAL_QOBJECT_SERVERS: Dict[str, "Server"] = {}
+
+
+class Server(Agent):
+    """Serves ``served_object`` on a REP (ROUTER) endpoint and publishes its signals.
+
+    Parameters
+    ----------
+    served_object : object or None
+        The object to serve; None starts empty (fill it with ``instantiate``).
+    rep_endpoint, pub_endpoint : str
+        Endpoints to bind (port 0 = a free port). ``tcp://``, ``ipc://``, ``inproc://``.
+    protocol : Protocol, optional
+        HMAC key and serializer (default ``PZC_KEY`` / ``PZC_SER``).
+    name : str, optional
+        Register under this name with the registry.
+    allow_insecure : bool
+        Allow a non-loopback bind with pickle and no key.
+
+    Raises
+    ------
+    PizcoError
+        If binding fails, is insecure, or the name is taken.
+
+    Thread affinity: any thread.
+    """
+
+    def __init__(
+        self,
+        served_object: Any = None,
+        rep_endpoint: Optional[str] = "tcp://127.0.0.1:0",
+        pub_endpoint: Optional[str] = "tcp://127.0.0.1:0",
+        protocol: Optional[Protocol] = None,
+        *,
+        name: Optional[str] = None,
+        allow_insecure: bool = False,
+    ) -> None:
+        self.served_object = served_object
+        self.name = name
+        self.started = time.time()
+        self._futures: Dict[str, concurrent.futures.Future] = {}
+        self._forwarders: Dict[str, Tuple[Any, Callable[..., None]]] = {}
+        self._done = threading.Event()
+        self._stats_lock = threading.Lock()
+        #: Requests answered so far.
+        self.requests_served = 0
+        #: Emissions published per signal name.
+        self.emissions: Dict[str, int] = collections.defaultdict(int)
+        #: The last errors raised by served code: (time, action, name, text).
+        self.recent_errors: Deque[Tuple[float, str, str, str]] = collections.deque(maxlen=50)
+        self._affinity: Any = None
+        super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure)
+        self._track_affinity()
+        if name:
+            self._register_name(name)
+
+    # ------------------------------------------------------------------ policy hooks
+    def return_as_remote(self, attr: Any) -> bool:
+        """Whether a 'get' of this value answers 'remote' (the proxy then calls through)."""
+        return _dispatch.default_return_as_remote(attr)
+
+    def force_as_object(self, attr: Any) -> bool:
+        """Whether this value is always returned by value (wins over return_as_remote)."""
+        return _dispatch.default_force_as_object(attr)
+
+    def inspect(self) -> Tuple[Set[str], Set[str]]:
+        """``(remote_names, object_names)`` of the served object; proxies use it to skip round trips."""
+        return _dispatch.inspect_object(self.served_object)
+
+    # ------------------------------------------------------------------ serving
+    def set_served_object(self, obj: Any) -> None:
+        """Serve ``obj`` (used by 'instantiate' on an empty server)."""
+        self.served_object = obj
+        self._track_affinity()
+        for topic in list(self._xpub_counts):
+            if self._xpub_counts[topic] > 0 and not topic.startswith("__"):
+                self.on_subscribe(topic, self._xpub_counts[topic])
+
+    def _track_affinity(self) -> None:
+        obj = self.served_object
+        _LOCAL_QOBJECT_SERVERS.pop(self.rep_endpoint, None)
+        self._affinity = None
+        if isinstance(obj, QObject):
+            self._affinity = obj
+            _LOCAL_QOBJECT_SERVERS[self.rep_endpoint] = self
+
+    def _object_thread(self) -> Any:
+        """The QThread the served QObject must be called in, or None for the worker thread."""
+        obj = self._affinity
+        if obj is None:
+            return None
+        try:
+            thread = obj.thread()
+        except RuntimeError:
+            return None
+        try:
+            return thread if thread.loopLevel() > 0 else None
+        except RuntimeError:
+            return None
+
+    def _serve_request(self, env: Envelope, content: Any) -> Any:
+        with self._stats_lock:
+            self.requests_served += 1
+        thread = self._object_thread() if isinstance(content, tuple) else None
+        if thread is None or thread is QtCore.QThread.currentThread():
+            reply = self.on_request(env.sender, env.topic, content, env.msgid, env.serializer)
+        else:
+            reply = self._call_in_thread(thread, lambda: self.on_request(
+                env.sender, env.topic, content, env.msgid, env.serializer))
+        if isinstance(reply, tuple) and len(reply) == 3 and reply[1] == "raise":
+            exc = reply[2][0] if isinstance(reply[2], tuple) else reply[2]
+            action = content[1] if isinstance(content, tuple) and len(content) == 3 else "?"
+            name = content[2].get("name", "") if action != "?" and isinstance(content[2], dict) else ""
+            self.recent_errors.append((time.time(), str(action), str(name), repr(exc)))
+        return reply
+
+    def _call_in_thread(self, thread: Any, fn: Callable[[], Any]) -> Any:
+        while True:
+            try:
+                return run_in_qthread(thread, fn, timeout=0.5)
+            except concurrent.futures.TimeoutError:
+                if not self._worker_running:
+                    return None
+
+    def on_request(self, sender: str, topic: str, content: Any, msgid: str, serializer: str = "pickle") -> Any:
+        """Answer 'info', 'stop' and every PSMessage action."""
+        if isinstance(content, str):
+            return super().on_request(sender, topic, content, msgid)
+        if isinstance(content, list) and serializer == "json":
+            content = tuple(content)
+        return _dispatch.dispatch(self, content, msgid, serializer)
+
+    def handle_inline(self, content: Any, msgid: str, serializer: str) -> Any:
+        """Answer a request in the calling thread (a proxy in the served QObject's own thread)."""
+        with self._stats_lock:
+            self.requests_served += 1
+        return self.on_request(self.rep_endpoint, "", content, msgid, serializer)
+
+    # ------------------------------------------------------------------ futures
+    def register_future(self, msgid: str, fut: concurrent.futures.Future) -> None:
+        """Publish ``fut``'s outcome on ``__future__`` when it is done."""
+        self._futures[msgid] = fut
+        fut.add_done_callback(lambda f, m=msgid: self._publish_future(m, f))
+
+    def cancel_future(self, msgid: str) -> bool:
+        """Cancel a registered server-side future."""
+        fut = self._futures.get(msgid)
+        return bool(fut is not None and fut.cancel())
+
+    def _publish_future(self, msgid: str, fut: concurrent.futures.Future) -> None:
+        self._futures.pop(msgid, None)
+        ser = self.protocol.serializer
+        if fut.cancelled():
+            content = {"msgid": msgid, "result": None,
+                       "exception": _dispatch.encode_exception(concurrent.futures.CancelledError(), ser)[0]}
+        else:
+            exc = fut.exception()
+            if exc is not None:
+                content = {"msgid": msgid, "result": None,
+                           "exception": _dispatch.encode_exception(exc, ser)[0]}
+            else:
+                content = {"msgid": msgid, "result": fut.result(), "exception": None}
+        if self.stopped:
+            return
+        try:
+            self.publish(FUTURE_TOPIC, content)
+        except Exception as exc:  # an unserializable result
+            self.publish(FUTURE_TOPIC, {"msgid": msgid, "result": None,
+                                        "exception": TypeError(f"cannot serialize the future's result: {exc}")})
+
+    # ------------------------------------------------------------------ signals
+    def on_subscribe(self, topic: str, count: int) -> None:
+        """Connect to the served signal named ``topic`` for its first remote subscriber."""
+        if topic in self._forwarders or self.served_object is None:
+            return
+        try:
+            sig = getattr(self.served_object, topic)
+        except Exception:
+            return
+        if not is_signal_like(sig):
+            return
+        forward = self._make_forwarder(topic)
+        try:
+            if is_qt_signal(sig):
+                sig.connect(forward, QtCore.Qt.DirectConnection)
+            else:
+                sig.connect(forward)
+        except Exception:
+            logger.exception("cannot connect to signal %r of the served object", topic)
+            return
+        self._forwarders[topic] = (sig, forward)
+        logger.debug("subscribed to %s (%d subscriber(s))", topic, count)
+
+    def on_unsubscribe(self, topic: str, count: int) -> None:
+        """Disconnect from the served signal when its last remote subscriber leaves."""
+        if count > 0:
+            return
+        entry = self._forwarders.pop(topic, None)
+        if entry is not None:
+            sig, forward = entry
+            try:
+                sig.disconnect(forward)
+            except Exception:
+                logger.debug("disconnecting %s", topic, exc_info=True)
+
+    def _make_forwarder(self, topic: str) -> Callable[..., None]:
+        encode = self.protocol.encode
+        sender = self.sender
+        publish = self._publish_frames
+        emissions = self.emissions
+
+        def forward(*args: Any) -> None:
+            emissions[topic] += 1
+            try:
+                frames = encode(sender, topic, args, new_msgid())
+            except Exception:
+                logger.exception("cannot serialize an emission of %s", topic)
+                return
+            publish(frames)
+
+        return forward
+
+    @property
+    def subscribers(self) -> Dict[str, int]:
+        """Subscribed SUB sockets per signal name."""
+        return {t: c for t, c in self._xpub_counts.items() if not t.startswith("__") and c > 0}
+
+    # ------------------------------------------------------------------ registry
+    def _register_name(self, name: str) -> None:
+        try:
+            from . import registry
+        except ImportError:  # pragma: no cover - registry not available
+            logger.warning("no registry support; %r is not registered", name)
+            return
+        registry.register_server(self, name)
+
+    # ------------------------------------------------------------------ lifecycle
+    def serve_forever(self) -> None:
+        """Block until the server is stopped; Ctrl+C stops it cleanly."""
+        try:
+            while not self._done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+
+    def _before_stop(self) -> None:
+        if self.name:
+            try:
+                from . import registry
+                registry.unregister_server(self)
+            except Exception:
+                logger.debug("unregistering %s", self.name, exc_info=True)
+        for topic in list(self._forwarders):
+            self.on_unsubscribe(topic, 0)
+        for fut in list(self._futures.values()):
+            fut.cancel()
+        _LOCAL_QOBJECT_SERVERS.pop(self.rep_endpoint, None)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop serving, close the sockets and join the threads (within ``timeout``)."""
+        try:
+            super().stop(timeout)
+        finally:
+            self._done.set()
+
+    def __del__(self) -> None:
+        if getattr(self, "_stopped", True):
+            return
+        warnings.warn(f"Server {getattr(self, 'rep_endpoint', '?')} was garbage-collected while serving; "
+                      "call stop()", ResourceWarning, stacklevel=2)
+        try:
+            self.stop(0.5)
+        except Exception:
+            pass
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        cls = type(self.served_object).__name__ if self.served_object is not None else "nothing"
+        return f"<Server of {cls} at {self.rep_endpoint}>"
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def serve_in_thread(cls, served_cls: Any, args: tuple = (), kwargs: Optional[dict] = None,
+                        rep_endpoint: Optional[str] = None, pub_endpoint: Optional[str] = None, *,
+                        name: Optional[str] = None, protocol: Optional[Protocol] = None) -> Any:
+        """Instantiate ``served_cls`` and serve it from background threads of this process.
+
+        Returns a Proxy; ``proxy._proxy_stop_server()`` stops the server.
+        """
+        from .proxy import Proxy
+
+        obj = served_cls(*args, **(kwargs or {}))
+        server = cls(obj, rep_endpoint or "tcp://127.0.0.1:0", pub_endpoint or "tcp://127.0.0.1:0",
+                     protocol, name=name)
+        try:
+            proxy = Proxy(server.rep_endpoint, protocol=protocol)
+        except BaseException:
+            server.stop()
+            raise
+        object.__setattr__(proxy, "_proxy_local_server", server)
+        return proxy
+
+    @classmethod
+    def serve_in_process(cls, served_cls: Any, args: tuple = (), kwargs: Optional[dict] = None,
+                         rep_endpoint: Optional[str] = None, pub_endpoint: Optional[str] = None, *,
+                         name: Optional[str] = None, protocol: Optional[Protocol] = None,
+                         gui: bool = False, verbose: bool = False, timeout: float = 30) -> Any:
+        """Serve a new ``served_cls(*args, **kwargs)`` in a child process; returns a Proxy."""
+        from .process import serve_in_process
+
+        return serve_in_process(served_cls, args, kwargs, rep_endpoint, pub_endpoint, name=name,
+                                protocol=protocol, gui=gui, verbose=verbose, timeout=timeout)
+
+
+def local_server_for(endpoint: str) -> Optional[Server]:
+    """The in-process server of a QObject at ``endpoint`` (for inline calls), if any."""
+    return _LOCAL_QOBJECT_SERVERS.get(endpoint)
+
+
+__all__ += ["local_server_for", "PizcoError"]

@@ -1,0 +1,115 @@
+"""Signal: a thread-safe, PyQt-like signal for plain (non-Qt) objects.
+
+Declared on a class it behaves like ``pyqtSignal``: each instance gets its own
+signal on first access. Slots are called in the order they were connected, each
+at most once per emission, in the emitting thread; a slot that takes fewer
+positional parameters receives the leading arguments (Qt semantics).
+
+Thread affinity: connect, disconnect and emit from any thread.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, List, Optional, Tuple
+
+from ._qt import is_qt_signal, slot_arity
+
+__all__ = ["Signal", "is_signal_like"]
+
+
+def is_signal_like(obj: Any) -> bool:
+    """True if ``obj`` has ``connect``, ``disconnect`` and ``emit`` (pizco_qt, Qt or look-alike)."""
+    if obj is None or isinstance(obj, type):
+        return False
+    try:
+        return all(callable(getattr(obj, n, None)) for n in ("connect", "disconnect", "emit"))
+    except Exception:
+        return False
+
+
+def as_callable(slot: Any) -> Callable[..., Any]:
+    """The function to call for ``slot``: a signal used as a slot is emitted (chaining)."""
+    if is_qt_signal(slot) or (not callable(slot) and is_signal_like(slot)):
+        return slot.emit
+    if not callable(slot):
+        raise TypeError(f"a slot must be callable or a signal, not {type(slot).__name__}")
+    return slot
+
+
+class Signal:
+    """A signal for plain objects: ``connect``, ``disconnect(slot=None)``, ``emit(*args)``.
+
+    Parameters
+    ----------
+    *types
+        Documentation only (as in ``pyqtSignal(int, float)``); not enforced.
+
+    Thread affinity: any thread; slots run in the emitting thread.
+    """
+
+    def __init__(self, *types: Any) -> None:
+        self.types = types
+        self._name: Optional[str] = None
+        self._slots: Tuple[Tuple[Any, Callable[..., Any], Optional[int]], ...] = ()
+        self._lock = threading.Lock()
+
+    # -- descriptor: a signal declared on a class is per instance ------------
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, objtype: Optional[type] = None) -> "Signal":
+        if obj is None or self._name is None:
+            return self
+        try:
+            store = obj.__dict__
+        except AttributeError:  # __slots__ classes share the class-level signal
+            return self
+        sig = store.get(self._name)
+        if sig is None:
+            sig = Signal(*self.types)
+            sig._name = self._name
+            sig = store.setdefault(self._name, sig)
+        return sig
+
+    def __repr__(self) -> str:
+        return f"<pizco_qt.Signal {self._name or ''} with {len(self._slots)} slot(s)>"
+
+    # -- API ---------------------------------------------------------------
+    def connect(self, slot: Any) -> None:
+        """Connect ``slot`` (a callable or another signal); connecting it twice does nothing."""
+        call = as_callable(slot)
+        arity = slot_arity(slot)
+        with self._lock:
+            if any(s == slot for s, _, _ in self._slots):
+                return
+            self._slots = self._slots + ((slot, call, arity),)
+
+    def disconnect(self, slot: Any = None) -> None:
+        """Disconnect ``slot``, or every slot when None.
+
+        Raises
+        ------
+        TypeError
+            If ``slot`` is not connected.
+        """
+        with self._lock:
+            if slot is None:
+                self._slots = ()
+                return
+            kept = tuple(entry for entry in self._slots if entry[0] != slot)
+            if len(kept) == len(self._slots):
+                raise TypeError(f"{slot!r} is not connected to {self!r}")
+            self._slots = kept
+
+    def emit(self, *args: Any) -> None:
+        """Call every connected slot with ``args`` (trimmed to what each slot accepts)."""
+        for _, call, arity in self._slots:
+            if arity is None or arity >= len(args):
+                call(*args)
+            else:
+                call(*args[:arity])
+
+    @property
+    def slots(self) -> List[Any]:
+        """The connected slots, in connection order."""
+        return [s for s, _, _ in self._slots]
