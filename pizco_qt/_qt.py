@@ -74,13 +74,22 @@ def is_deleted(obj: Any) -> bool:
 
 
 _SIG_RE = re.compile(r"\((.*)\)")
+_SIGNAL_REPR_RE = re.compile(r"SignalInstance\s+(\w+\(.*?\))")
 
 
 def _count_params(signature: str) -> int:
     m = _SIG_RE.search(signature)
     if not m or not m.group(1).strip():
         return 0
-    return m.group(1).count(",") + 1
+    depth, n = 0, 1
+    for ch in m.group(1):  # commas inside template types (QMap<QString,int>) do not count
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            n += 1
+    return n
 
 
 def slot_arity(slot: Callable) -> Optional[int]:
@@ -90,9 +99,12 @@ def slot_arity(slot: Callable) -> Optional[int]:
     parameter count (largest overload), else None.
     """
     if is_qt_signal(slot):
-        sig = getattr(slot, "signal", None)
+        sig = getattr(slot, "signal", None)  # PyQt: '2name(int,QString)'
         if isinstance(sig, str):
             return _count_params(sig)
+        m = _SIGNAL_REPR_RE.search(repr(slot))  # PySide: '<... SignalInstance name(int) at 0x...>'
+        if m:
+            return _count_params(m.group(1))
         return None
     try:
         params = inspect.signature(slot).parameters.values()

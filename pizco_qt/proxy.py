@@ -147,7 +147,7 @@ class _Connection:
     """One slot connected to one remote signal in one proxy."""
 
     __slots__ = ("slot", "call", "arity", "target", "coalesce", "latest", "queued", "dead", "sub",
-                 "weak_self", "__weakref__")
+                 "weak_self", "latest_lock", "__weakref__")
 
     def __init__(self, slot: Any, target: Target, coalesce: bool, sub: "_SignalSub") -> None:
         self.slot = slot
@@ -156,6 +156,7 @@ class _Connection:
         self.target = target
         self.coalesce = coalesce
         self.latest: Optional[_Incoming] = None
+        self.latest_lock = threading.Lock() if coalesce else None
         self.queued = False
         self.dead = False
         self.sub = sub
@@ -163,9 +164,8 @@ class _Connection:
         owner = getattr(slot, "__self__", None)
         if isinstance(owner, QObject) and not is_qt_signal(slot):
             # like Qt: a QObject's method does not keep it alive, and dies with it
-            self.weak_self = weakref.WeakMethod(slot)
+            self.slot = self.weak_self = _WeakSlotKey(slot)
             self.call = None
-            self.slot = _WeakSlotKey(slot)
             ref = weakref.ref(self)
             try:
                 owner.destroyed.connect(lambda *_: _drop_connection(ref))
@@ -174,17 +174,19 @@ class _Connection:
 
     def push(self, inc: _Incoming) -> None:
         if self.coalesce:
-            self.latest = inc
-            if self.queued:
-                return
-            self.queued = True
+            with self.latest_lock:
+                self.latest = inc
+                if self.queued:
+                    return
+                self.queued = True
             self.target.post(self.flush)
         else:
             self.target.post(lambda: self.deliver(inc))
 
     def flush(self) -> None:
-        self.queued = False
-        inc, self.latest = self.latest, None
+        with self.latest_lock:  # I/O thread vs delivery thread: the latest value is never lost
+            self.queued = False
+            inc, self.latest = self.latest, None
         if inc is not None:
             self.deliver(inc)
 
@@ -193,7 +195,7 @@ class _Connection:
             return
         call = self.call
         if call is None:
-            method = self.weak_self() if self.weak_self is not None else None
+            method = self.weak_self.resolve() if self.weak_self is not None else None
             if method is None or is_deleted(method.__self__):
                 _drop_connection(weakref.ref(self))
                 return
@@ -206,18 +208,36 @@ class _Connection:
 
 
 class _WeakSlotKey:
-    """Compares equal to the bound method it stands for, without keeping its object alive."""
+    """Compares equal to the bound method it stands for, without keeping its object alive.
 
-    __slots__ = ("func", "obj_ref", "__weakref__")
+    Works for Python methods and for a Qt class's own (builtin) methods such as
+    ``label.setText``, which have no ``__func__``.
+    """
+
+    __slots__ = ("func", "name", "obj_ref", "__weakref__")
 
     def __init__(self, method: Any) -> None:
-        self.func = method.__func__
+        self.func = getattr(method, "__func__", None)
+        self.name = getattr(method, "__name__", None)
         self.obj_ref = weakref.ref(method.__self__)
+
+    def resolve(self) -> Any:
+        """The bound method again, or None once its object is gone."""
+        obj = self.obj_ref()
+        if obj is None:
+            return None
+        if self.func is not None:
+            return self.func.__get__(obj, type(obj))
+        return getattr(obj, self.name)
 
     def __eq__(self, other: Any) -> bool:
         if isinstance(other, _WeakSlotKey):
-            return self.func is other.func and self.obj_ref() is other.obj_ref()
-        return getattr(other, "__func__", None) is self.func and getattr(other, "__self__", None) is self.obj_ref()
+            return self.func is other.func and self.name == other.name and self.obj_ref() is other.obj_ref()
+        if getattr(other, "__self__", None) is not self.obj_ref():
+            return False
+        if self.func is not None:
+            return getattr(other, "__func__", None) is self.func
+        return getattr(other, "__func__", None) is None and getattr(other, "__name__", None) == self.name
 
     __hash__ = None  # type: ignore[assignment]
 

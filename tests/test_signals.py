@@ -10,6 +10,27 @@ from objects import Stage
 from pizco_qt import Proxy, Signal
 
 
+def plain(connect, slot):
+    """Connect from a thread without a Qt event loop, as a plain script does.
+
+    (Once an earlier Qt test has created a QApplication, slots connected from the
+    main thread are queued to it, which these tests do not run.)
+    """
+    errors = []
+
+    def run():
+        try:
+            connect(slot)
+        except BaseException as exc:  # re-raised in the test
+            errors.append(exc)
+
+    t = threading.Thread(target=run, name="plain-script")
+    t.start()
+    t.join(10)
+    if errors:
+        raise errors[0]
+
+
 class Holder:
     changed = Signal(int)
 
@@ -103,7 +124,7 @@ def test_remote_signal_in_plain_script_runs_on_dispatcher(served):
         threads.append(threading.current_thread().name)
         done.set()
 
-    proxy.position_changed.connect(on_change)
+    plain(proxy.position_changed.connect, on_change)
     stage.position = 3.0  # connect() returned after the server confirmed: never lost
     assert done.wait(5)
     assert got == [(3.0, 0.0)]
@@ -114,10 +135,10 @@ def test_remote_signal_arguments_fewer_parameters_and_order(served):
     stage = Stage()
     _, proxy = served(stage)
     full, first, none_, many = [], [], [], []
-    proxy.position_changed.connect(lambda new, old: full.append((new, old)))
-    proxy.position_changed.connect(lambda new: first.append(new))
-    proxy.position_changed.connect(lambda: none_.append(1))
-    proxy.many.connect(many.append)
+    plain(proxy.position_changed.connect, lambda new, old: full.append((new, old)))
+    plain(proxy.position_changed.connect, lambda new: first.append(new))
+    plain(proxy.position_changed.connect, lambda: none_.append(1))
+    plain(proxy.many.connect, many.append)
     stage.position = 1
     stage.position = 2
     stage.emit_many(500)
@@ -132,9 +153,9 @@ def test_one_server_connection_per_signal_and_cleanup(served, closing):
     server, proxy = served(stage)
     proxy2 = closing(Proxy(server.rep_endpoint, timeout=5))
     a, b, c = [], [], []
-    proxy.position_changed.connect(a.append)
-    proxy.position_changed.connect(b.append)
-    proxy2.position_changed.connect(c.append)
+    plain(proxy.position_changed.connect, a.append)
+    plain(proxy.position_changed.connect, b.append)
+    plain(proxy2.position_changed.connect, c.append)
     assert server.subscriber_count("position_changed") == 2  # two proxies
     assert len(stage.position_changed.slots) == 1  # one server-side connection
     proxy.position_changed.disconnect(a.append)
@@ -160,8 +181,8 @@ def test_connect_twice_delivers_once(served):
     def slot(new, old):
         got.append(new)
 
-    proxy.position_changed.connect(slot)
-    proxy.position_changed.connect(slot)
+    plain(proxy.position_changed.connect, slot)
+    plain(proxy.position_changed.connect, slot)
     stage.position = 5
     wait_until(lambda: got)
     stage.position = 6
@@ -200,7 +221,7 @@ def test_served_signal_of_any_look_alike(served):
     obj = Obj()
     _, proxy = served(obj)
     got = []
-    proxy.ticked.connect(lambda *a: got.append(a))
+    plain(proxy.ticked.connect, lambda *a: got.append(a))
     obj.ticked.emit(1, 2, 3, 4)
     wait_until(lambda: got)
     assert got == [(1, 2, 3, 4)]
