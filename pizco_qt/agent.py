@@ -282,6 +282,8 @@ class Agent:
             result["endpoint"] = _resolved(rep, router)
         except BaseException as exc:
             result["error"] = exc
+            for s in self._worker_wake or ():
+                s.close()
             ready.set()
             return
         ready.set()

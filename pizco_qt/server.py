@@ -46,7 +46,10 @@ class Server(Agent):
     protocol : Protocol, optional
         HMAC key and serializer (default ``PZC_KEY`` / ``PZC_SER``).
     name : str, optional
-        Register under this name with the registry.
+        Register under this name with the registry (``PZC_REGISTRY``): the name is
+        reserved before binding (0.5 s deadline), so a clash with a live server
+        raises PizcoError and binds nothing; with no registry running the server
+        serves at once and registers in the background.
     allow_insecure : bool
         Allow a non-loopback bind with pickle and no key.
 
@@ -82,10 +85,22 @@ class Server(Agent):
         #: The last errors raised by served code: (time, action, name, text).
         self.recent_errors: Deque[Tuple[float, str, str, str]] = collections.deque(maxlen=50)
         self._affinity: Any = None
-        super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure)
+        self._registration: Any = None
+        if name is not None:
+            # reserve the name before binding: a clash raises here and nothing is bound
+            from . import registry
+
+            protocol = protocol if protocol is not None else Protocol.from_environment()
+            self._registration = registry.reserve_name(name, protocol)
+        try:
+            super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure)
+        except BaseException:
+            if self._registration is not None:
+                registry.release_name(self._registration)
+            raise
         self._track_affinity()
-        if name:
-            self._register_name(name)
+        if name is not None:
+            registry.register_server(self, name)
 
     # ------------------------------------------------------------------ policy hooks
     def return_as_remote(self, attr: Any) -> bool:
@@ -258,15 +273,6 @@ class Server(Agent):
         """Subscribed SUB sockets per signal name."""
         return {t: c for t, c in self._xpub_counts.items() if not t.startswith("__") and c > 0}
 
-    # ------------------------------------------------------------------ registry
-    def _register_name(self, name: str) -> None:
-        try:
-            from . import registry
-        except ImportError:  # pragma: no cover - registry not available
-            logger.warning("no registry support; %r is not registered", name)
-            return
-        registry.register_server(self, name)
-
     # ------------------------------------------------------------------ lifecycle
     def serve_forever(self) -> None:
         """Block until the server is stopped; Ctrl+C stops it cleanly."""
@@ -277,7 +283,7 @@ class Server(Agent):
             self.stop()
 
     def _before_stop(self) -> None:
-        if self.name:
+        if self._registration is not None:
             try:
                 from . import registry
                 registry.unregister_server(self)

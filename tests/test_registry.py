@@ -1,0 +1,311 @@
+"""The registry: registration, look-up, signals, expiry, restarts, clashes and its command line.
+
+Every registry binds port 0 and PZC_REGISTRY points at it; no test uses 5777.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+if not os.environ.get("XDG_RUNTIME_DIR"):  # else Qt warns, and Qt warnings fail tests
+    import tempfile
+
+    os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="pizco-qt-xdg-")
+
+from conftest import ROOT, wait_until
+from objects import Stage
+from pizco_qt import PizcoError, Proxy, Server, registry
+from pizco_qt.registry import ENTRY_KEYS, Registry, RegistryUnavailable
+
+CHILD = r"""
+import sys, threading
+from pizco_qt import Server
+server = Server({}, name=sys.argv[1])
+print("child ready", server.rep_endpoint, flush=True)
+threading.Event().wait()
+"""
+
+
+def _free_tcp_endpoint() -> str:
+    """An endpoint nobody listens on (the port was free a moment ago)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def reg_server(monkeypatch):
+    """A registry on a free port; PZC_REGISTRY points at it."""
+    server = registry.serve_registry("tcp://127.0.0.1:0")
+    monkeypatch.setenv("PZC_REGISTRY", server.rep_endpoint)
+    yield server
+    server.stop()
+
+
+def _names(proxy) -> list:
+    return [entry["name"] for entry in proxy.servers()]
+
+
+def _read_line(stream, timeout: float) -> str:
+    """One line from a child's pipe, waiting at most ``timeout`` seconds."""
+    box: "queue.Queue[str]" = queue.Queue()
+    threading.Thread(target=lambda: box.put(stream.readline()), daemon=True).start()
+    try:
+        return box.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"no line from the child within {timeout} s") from None
+
+
+def _spawn_named(name: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-u", "-c", CHILD, name], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=10)
+
+
+# ---------------------------------------------------------------------- registration and queries
+def test_named_server_registers_with_every_field(reg_server, closing):
+    before = time.time()
+    server = closing(Server(Stage(), name="stage"))
+    rp = closing(registry.registry_proxy())
+    entries = rp.servers()
+    assert [e["name"] for e in entries] == ["stage"]
+    entry = entries[0]
+    assert tuple(sorted(entry)) == tuple(sorted(ENTRY_KEYS))
+    assert entry["class"] == "objects.Stage"
+    assert entry["rep_endpoint"] == server.rep_endpoint
+    assert entry["pub_endpoint"] == server.pub_endpoint
+    assert entry["host"] == socket.gethostname()
+    assert entry["pid"] == os.getpid()
+    assert isinstance(entry["started"], float) and before - 1 <= entry["started"] <= time.time()
+    assert rp.lookup("stage") == entry
+    assert registry.lookup("stage") == entry
+
+
+def test_from_name_resolves_and_unknown_names_raise_key_error(reg_server, closing):
+    closing(Server(Stage(position=4.0), name="stage"))
+    proxy = closing(Proxy.from_name("stage", timeout=5))
+    assert proxy.position == 4.0
+    with pytest.raises(KeyError, match="nowhere"):
+        Proxy.from_name("nowhere")
+    with pytest.raises(KeyError, match="nowhere"):
+        registry.lookup("nowhere")
+    rp = closing(registry.registry_proxy())
+    with pytest.raises(KeyError):
+        rp.lookup("nowhere")
+
+
+class HasFromName:
+    from_name = "served value"
+
+
+def test_from_name_never_shadows_a_served_attribute(served):
+    _, proxy = served(HasFromName())
+    assert proxy.from_name == "served value"
+    assert callable(Proxy.from_name)
+
+
+def test_added_and_removed_signals_reach_a_registry_proxy(reg_server, closing, qtbot):
+    rp = closing(registry.registry_proxy())
+    added, removed = [], []
+    rp.server_added.connect(added.append)
+    rp.server_removed.connect(removed.append)
+    server = Server(Stage(), name="stage")
+    try:
+        qtbot.waitUntil(lambda: [e["name"] for e in added] == ["stage"], timeout=5000)
+        assert added[0]["rep_endpoint"] == server.rep_endpoint
+    finally:
+        server.stop()
+    qtbot.waitUntil(lambda: removed == ["stage"], timeout=5000)
+
+
+def test_clean_stop_removes_the_entry_at_once(reg_server, closing):
+    rp = closing(registry.registry_proxy())
+    server = Server(Stage(), name="stage")
+    assert _names(rp) == ["stage"]
+    server.stop()
+    assert _names(rp) == []
+    with pytest.raises(KeyError):
+        registry.lookup("stage")
+
+
+def test_name_clash_raises_and_binds_nothing(reg_server, closing, tmp_path):
+    first = closing(Server(Stage(), name="stage"))
+    path = tmp_path / "second.sock"
+    threads = {t.name for t in threading.enumerate()}
+    with pytest.raises(PizcoError) as info:
+        Server(Stage(), f"ipc://{path}", name="stage")
+    message = str(info.value)
+    assert "'stage'" in message and first.rep_endpoint in message
+    assert not path.exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("pizco-server ipc")]
+    assert {t.name for t in threading.enumerate()} <= threads | {"pizco-dispatch"}
+    assert registry.lookup("stage")["rep_endpoint"] == first.rep_endpoint
+    # the name is free again once its holder stops
+    first.stop()
+    closing(Server(Stage(), name="stage"))
+
+
+def test_bind_failure_releases_the_reservation(reg_server, closing):
+    first = closing(Server(Stage()))
+    with pytest.raises(PizcoError):
+        Server(Stage(), first.rep_endpoint, name="busy")  # the endpoint is taken
+    closing(Server(Stage(), name="busy"))
+    assert registry.lookup("busy")["name"] == "busy"
+
+
+# ---------------------------------------------------------------------- without a registry
+def test_server_without_registry_starts_at_once_and_registers_later(monkeypatch, closing):
+    endpoint = _free_tcp_endpoint()
+    monkeypatch.setenv("PZC_REGISTRY", endpoint)
+    start = time.monotonic()
+    server = closing(Server(Stage(position=2.0), name="early"))
+    elapsed = time.monotonic() - start
+    assert elapsed < 2.0, f"a named server waited {elapsed:.2f} s for a missing registry"
+    proxy = closing(Proxy(server.rep_endpoint, timeout=5))
+    assert proxy.position == 2.0
+    with pytest.raises(RegistryUnavailable, match="pizco-registry"):
+        registry.lookup("early")
+    # a registry started later receives the background registration
+    reg = closing(registry.serve_registry(endpoint))
+    wait_until(lambda: "early" in [e["name"] for e in reg.served_object.servers()], timeout=10)
+    server.stop()
+    assert reg.served_object.servers() == []
+
+
+def test_a_clash_found_later_is_logged_and_the_server_keeps_serving(monkeypatch, closing, caplog):
+    endpoint = _free_tcp_endpoint()
+    monkeypatch.setenv("PZC_REGISTRY", endpoint)
+    a = closing(Server(Stage(), name="twin"))
+    b = closing(Server(Stage(), name="twin"))
+    with caplog.at_level(logging.WARNING, logger="pizco_qt.registry"):
+        reg = closing(registry.serve_registry(endpoint))
+        wait_until(lambda: any("already used" in r.getMessage() for r in caplog.records), timeout=10)
+    holder = reg.served_object.lookup("twin")["rep_endpoint"]
+    assert holder in (a.rep_endpoint, b.rep_endpoint)
+    for server in (a, b):
+        proxy = closing(Proxy(server.rep_endpoint, timeout=5))
+        assert proxy.name == "stage-1"
+
+
+def test_registry_proxy_without_registry_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PZC_REGISTRY", _free_tcp_endpoint())
+    with pytest.raises(RegistryUnavailable, match="no registry answers"):
+        registry.registry_proxy(timeout=0.5)
+
+
+# ---------------------------------------------------------------------- expiry and restarts
+def test_entries_expire_six_seconds_after_the_last_registration():
+    reg = Registry()
+    assert reg.expiry == 6.0
+    entry = {"name": "far", "class": "x.Y", "rep_endpoint": "tcp://10.0.0.9:1", "pub_endpoint": "tcp://10.0.0.9:2",
+             "host": "elsewhere", "pid": 1, "started": 0.0}
+    removed = []
+    reg.server_removed.connect(removed.append)
+    assert reg.register(entry, "token-1", "elsewhere") is None
+    t0 = time.time()
+    assert reg.expire(t0 + 5.5) == [] and reg.lookup("far") == entry
+    assert reg.register(entry, "token-1", "elsewhere") is None  # a refresh
+    assert reg.expire(time.time() + 5.5) == []
+    assert reg.expire(time.time() + 6.5) == ["far"]
+    assert removed == ["far"] and reg.servers() == []
+
+
+def test_registry_protocol_rules():
+    reg = Registry()
+    entry = {"name": "n", "class": "", "rep_endpoint": "inproc://a", "pub_endpoint": "inproc://b",
+             "host": "h", "pid": 1, "started": 1.0}
+    assert reg.reserve("n", "a") is None
+    assert reg.reserve("n", "b")["name"] == "n"          # reserved by another server
+    assert reg.register(dict(entry), "b")["name"] == "n"  # so is registering it
+    assert reg.register(dict(entry, extra=1), "a") is None
+    assert "extra" not in reg.lookup("n")
+    assert reg.unregister("n", "b") is False and reg.unregister("n", "a") is True
+    assert reg.register(dict(entry), "a") is None and reg.servers() == []  # a late refresh is ignored
+    with pytest.raises(ValueError):
+        reg.reserve("", "c")
+    with pytest.raises(TypeError):
+        reg.register(["not", "a", "dict"], "c")
+
+
+def test_a_killed_server_expires_within_ten_seconds(reg_server, closing, qtbot):
+    rp = closing(registry.registry_proxy())
+    removed = []
+    rp.server_removed.connect(removed.append)
+    child = _spawn_named("victim")
+    try:
+        line = _read_line(child.stdout, 30)
+        assert line.startswith("child ready"), line + child.stderr.read()
+        wait_until(lambda: "victim" in _names(rp), timeout=10)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        killed = time.monotonic()
+        qtbot.waitUntil(lambda: removed == ["victim"], timeout=12000)
+        assert time.monotonic() - killed < 10
+        assert "victim" not in _names(rp)
+    finally:
+        _reap(child)
+
+
+def test_a_live_server_registers_again_after_a_registry_restart(monkeypatch, closing):
+    first = registry.serve_registry("tcp://127.0.0.1:0")
+    endpoint = first.rep_endpoint
+    monkeypatch.setenv("PZC_REGISTRY", endpoint)
+    try:
+        server = closing(Server(Stage(), name="survivor"))
+        assert first.served_object.lookup("survivor")["rep_endpoint"] == server.rep_endpoint
+    finally:
+        first.stop()
+    second = closing(registry.serve_registry(endpoint))
+    start = time.monotonic()
+    wait_until(lambda: "survivor" in [e["name"] for e in second.served_object.servers()], timeout=10)
+    assert time.monotonic() - start < 10
+    assert registry.lookup("survivor")["rep_endpoint"] == server.rep_endpoint
+
+
+# ---------------------------------------------------------------------- command line
+def _script(name: str) -> str:
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return path if os.path.exists(path) else ""
+
+
+def test_help_exits_zero_and_starts_nothing():
+    for cmd in ([sys.executable, "-m", "pizco_qt.registry", "--help"], [_script("pizco-registry"), "--help"]):
+        if not cmd[0]:
+            continue
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("usage:") and "pizco-registry" in done.stdout
+        assert "ready" not in done.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_command_line_serves_until_a_signal(sig, closing):
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "pizco_qt.registry", "tcp://127.0.0.1:0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = _read_line(proc.stdout, 30).strip()
+        assert line.startswith("pizco-registry ready rep=tcp://127.0.0.1:"), line + proc.stderr.read()
+        rep = line.split("rep=")[1].split()[0]
+        assert registry.lookup.__name__  # the module is importable here too
+        rp = closing(registry.registry_proxy(rep, timeout=5))
+        assert rp.servers() == []
+        rp._proxy_stop_me()
+        proc.send_signal(sig)
+        assert proc.wait(5) == 0
+    finally:
+        _reap(proc)
