@@ -16,11 +16,6 @@ import time
 
 import pytest
 
-if not os.environ.get("XDG_RUNTIME_DIR"):  # else Qt warns, and Qt warnings fail tests
-    import tempfile
-
-    os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="pizco-qt-xdg-")
-
 from conftest import ROOT, wait_until
 from objects import Stage
 from pizco_qt import PizcoError, Proxy, Server, registry
@@ -71,6 +66,14 @@ def _spawn_named(name: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _connect_off_main(signal_attr, slot) -> None:
+    """Connect from a plain thread, so the slot runs on the dispatcher thread (no Qt loop needed)."""
+    worker = threading.Thread(target=signal_attr.connect, args=(slot,))
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive()
+
+
 def _reap(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
@@ -119,18 +122,18 @@ def test_from_name_never_shadows_a_served_attribute(served):
     assert callable(Proxy.from_name)
 
 
-def test_added_and_removed_signals_reach_a_registry_proxy(reg_server, closing, qtbot):
+def test_added_and_removed_signals_reach_a_registry_proxy(reg_server, closing):
     rp = closing(registry.registry_proxy())
     added, removed = [], []
-    rp.server_added.connect(added.append)
-    rp.server_removed.connect(removed.append)
+    _connect_off_main(rp.server_added, added.append)
+    _connect_off_main(rp.server_removed, removed.append)
     server = Server(Stage(), name="stage")
     try:
-        qtbot.waitUntil(lambda: [e["name"] for e in added] == ["stage"], timeout=5000)
+        wait_until(lambda: [e["name"] for e in added] == ["stage"], timeout=5)
         assert added[0]["rep_endpoint"] == server.rep_endpoint
     finally:
         server.stop()
-    qtbot.waitUntil(lambda: removed == ["stage"], timeout=5000)
+    wait_until(lambda: removed == ["stage"], timeout=5)
 
 
 def test_clean_stop_removes_the_entry_at_once(reg_server, closing):
@@ -242,10 +245,10 @@ def test_registry_protocol_rules():
         reg.register(["not", "a", "dict"], "c")
 
 
-def test_a_killed_server_expires_within_ten_seconds(reg_server, closing, qtbot):
+def test_a_killed_server_expires_within_ten_seconds(reg_server, closing):
     rp = closing(registry.registry_proxy())
     removed = []
-    rp.server_removed.connect(removed.append)
+    _connect_off_main(rp.server_removed, removed.append)
     child = _spawn_named("victim")
     try:
         line = _read_line(child.stdout, 30)
@@ -254,7 +257,7 @@ def test_a_killed_server_expires_within_ten_seconds(reg_server, closing, qtbot):
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         killed = time.monotonic()
-        qtbot.waitUntil(lambda: removed == ["victim"], timeout=12000)
+        wait_until(lambda: removed == ["victim"], timeout=12)
         assert time.monotonic() - killed < 10
         assert "victim" not in _names(rp)
     finally:
