@@ -828,10 +828,22 @@ class Proxy:
 
     @_ClassOnly
     def from_name(cls, name: str, registry: Optional[str] = None, **kwargs: Any) -> "Proxy":  # noqa: N805
-        """A proxy to the server registered as ``name`` (KeyError if unknown)."""
+        """A proxy to the server registered as ``name`` with the registry.
+
+        ``registry`` defaults to ``PZC_REGISTRY``, else ``tcp://127.0.0.1:5777``;
+        other keyword arguments (``timeout``, ``protocol``) go to ``Proxy``. Called
+        on a proxy instance, ``from_name`` is the served object's attribute.
+
+        Raises
+        ------
+        KeyError
+            If no live server has that name.
+        pizco_qt.registry.RegistryUnavailable
+            If no registry answers.
+        """
         from .registry import lookup
 
-        entry = lookup(name, registry)
+        entry = lookup(name, registry, protocol=kwargs.get("protocol"))
         return cls(entry["rep_endpoint"], **kwargs)
 
     # -- the served object's surface -----------------------------------------

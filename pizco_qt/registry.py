@@ -555,10 +555,13 @@ def _refresh(reg: _Registration) -> None:
     now = time.monotonic()
     pending = reg.pending
     if pending is not None and not pending.done():
-        if now - reg.pending_since < EXPIRY:
-            server._io.call_later(REFRESH_PERIOD, lambda: _refresh(reg))
-            return
-        server.forget_async(pending)  # the registry is gone; a late reply is dropped
+        # no answer for a whole period: the registry is gone (or restarting). Drop the
+        # request and its socket, so nothing piles up while it is away and the next
+        # registration goes out on a fresh connection.
+        server.forget_async(pending)
+        sock = server._async_socks.pop(reg.endpoint, None)
+        if sock is not None:
+            server._io.unregister(sock)
     try:
         fut = server.request_async(reg.endpoint, _exec_message("register", (reg.entry(server), reg.token, _HERE)),
                                    lambda frames: _interpret(reg.protocol.decode(frames).content, reg.endpoint))

@@ -312,3 +312,67 @@ def test_command_line_serves_until_a_signal(sig, closing):
         assert proc.wait(5) == 0
     finally:
         _reap(proc)
+
+
+def _start_cli_registry(endpoint: str) -> "tuple[subprocess.Popen, str]":
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "pizco_qt.registry", endpoint], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = _read_line(proc.stdout, 30).strip()
+    if not line.startswith("pizco-registry ready rep="):
+        _reap(proc)
+        raise AssertionError(f"the registry did not start: {line!r} {proc.stderr.read()}")
+    return proc, line.split("rep=")[1].split()[0]
+
+
+def test_servers_register_again_after_the_registry_process_is_killed(monkeypatch, closing):
+    first, endpoint = _start_cli_registry("tcp://127.0.0.1:0")
+    monkeypatch.setenv("PZC_REGISTRY", endpoint)
+    second = None
+    try:
+        server = closing(Server(Stage(), name="survivor"))
+        assert registry.lookup("survivor")["rep_endpoint"] == server.rep_endpoint
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        with pytest.raises(RegistryUnavailable):
+            registry.lookup("survivor")
+        second, again = _start_cli_registry(endpoint)
+        assert again == endpoint
+        start = time.monotonic()
+
+        def registered() -> bool:
+            try:
+                return registry.lookup("survivor")["rep_endpoint"] == server.rep_endpoint
+            except KeyError:
+                return False
+
+        wait_until(registered, timeout=10)
+        assert time.monotonic() - start < 10
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(5) == 0
+    finally:
+        _reap(first)
+        if second is not None:
+            _reap(second)
+
+
+def test_command_line_reports_a_busy_endpoint(reg_server):
+    done = subprocess.run([sys.executable, "-m", "pizco_qt.registry", reg_server.rep_endpoint],
+                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert done.returncode == 1
+    assert "pizco-registry:" in done.stderr and reg_server.rep_endpoint in done.stderr
+    assert "ready" not in done.stdout
+
+
+def test_a_served_registry_sweeps_silent_entries_on_its_own(closing):
+    reg = closing(registry.serve_registry("tcp://127.0.0.1:0", expiry=1.0))
+    rp = closing(registry.registry_proxy(reg.rep_endpoint))
+    removed = []
+    _connect_off_main(rp.server_removed, removed.append)
+    entry = {"name": "far", "class": "x.Y", "rep_endpoint": "tcp://192.0.2.1:1", "pub_endpoint": "tcp://192.0.2.1:2",
+             "host": "elsewhere", "pid": 1, "started": time.time()}
+    assert rp.register(entry, "token-far", "elsewhere") is None
+    registered = time.monotonic()
+    assert rp.lookup("far") == entry
+    wait_until(lambda: removed == ["far"], timeout=10)
+    assert time.monotonic() - registered >= 0.9
+    assert rp.servers() == []
