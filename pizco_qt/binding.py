@@ -1,0 +1,673 @@
+"""Bind Qt widgets to remote attributes in one call: ``bind(widget, proxy, name)``.
+
+The widget shows the remote value and keeps it current: from the served
+object's change signal (``signal=``, coalesced to the latest value per turn of
+the event loop, so floods never freeze the window), by polling (``interval=``,
+through :func:`watch`), or, with neither, read once and again after each
+reconnect. Editable widgets write the user's edits back with non-blocking
+calls; values arriving from the server never trigger a write (no echo loops).
+A failed read or write shows on the widget (a tooltip and a red frame, cleared
+by the next success) and is logged. A widget is disabled while its server is
+offline and enabled again when it returns. ``unbind()`` or destroying the
+widget disconnects everything.
+
+bind() never waits for the server: the first value arrives with the next
+turns of the event loop (the reads of widgets bound in one turn share one
+request).
+
+QtWidgets is imported only inside the functions that receive a widget, so
+``import pizco_qt`` stays free of it.
+
+Thread affinity: call ``bind`` in the widget's thread (the GUI thread); every
+update and slot of a binding runs there.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from ._qt import QObject, QtCore, QThread, Signal, is_deleted
+from .delivery import current_target
+from .polling import Watch, _check_interval, _core_of, same_value, watch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["bind", "watch", "Binding", "Watch"]
+
+_ERROR_STYLE = "{cls} {{ border: 2px solid #d32f2f; border-radius: 3px; }}"
+
+
+class _Sink:
+    """The plain-callable slot a binding connects to the remote signal (no Qt lifetime ties)."""
+
+    __slots__ = ("ref", "__weakref__")
+
+    def __init__(self, binding: "Binding") -> None:
+        import weakref
+
+        self.ref = weakref.ref(binding)
+
+    def __call__(self, value: Any = None, *rest: Any) -> None:
+        binding = self.ref()
+        if binding is not None and not is_deleted(binding):
+            binding._incoming(value)
+
+
+class _State:
+    """What must be released when a binding ends (touches no Qt object of the binding)."""
+
+    def __init__(self, core: Any, signal: Optional[str]) -> None:
+        self.core = core
+        self.signal = signal
+        self.sink: Optional[_Sink] = None
+        self.watch: Optional[Watch] = None
+        self.ended = False
+
+    def release(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        sink, self.sink = self.sink, None
+        if sink is not None and not self.core.closed:
+            try:
+                self.core.disconnect(self.signal, sink)
+            except TypeError:
+                pass  # already gone (the proxy dropped it)
+        w, self.watch = self.watch, None
+        if w is not None:
+            try:
+                w.stop()
+            except RuntimeError:
+                pass
+
+
+# -------------------------------------------------------------------- batched first reads
+class _ReadBatch:
+    """Reads requested during one turn of a thread's loop, sent as one 'getmany' per proxy."""
+
+    def __init__(self) -> None:
+        self.pending: Dict[int, List[Any]] = {}
+        self.scheduled = False
+
+
+_batches = threading.local()
+
+
+def _request_read(binding: "Binding") -> None:
+    batch = getattr(_batches, "batch", None)
+    if batch is None:
+        batch = _batches.batch = _ReadBatch()
+    core = binding._state.core
+    batch.pending.setdefault(id(core), [core]).append(binding)
+    if not batch.scheduled:
+        batch.scheduled = True
+        current_target().post(lambda: _flush_reads(batch))
+
+
+def _flush_reads(batch: _ReadBatch) -> None:
+    pending, batch.pending = batch.pending, {}
+    batch.scheduled = False
+    for core, *bindings in pending.values():
+        live = [b for b in bindings if not b._state.ended and not is_deleted(b)]
+        if not live or core.closed:
+            continue
+        if "getmany" in core.caps:
+            fut = core.call_async("getmany", {"names": sorted({b.name for b in live})})
+            for b in live:
+                b._read_sent(fut, many=True)
+        else:
+            for b in live:
+                b._read_sent(core.call_async("get", {"name": b.name, "force_as_object": True}), many=False)
+
+
+# -------------------------------------------------------------------- widget adapters
+class _Adapter:
+    """How one kind of widget shows a value and reports the user's edits."""
+
+    editable = False
+    uses_fmt = True
+
+    def __init__(self, widget: Any, fmt: Any) -> None:
+        self.widget = widget
+        self.fmt = fmt
+
+    def text(self, value: Any) -> str:
+        fmt = self.fmt
+        if fmt is None:
+            return "" if value is None else str(value)
+        if callable(fmt):
+            return str(fmt(value))
+        if "{" in fmt:
+            return fmt.format(value)
+        return fmt % (value,)
+
+    def show(self, value: Any) -> None:
+        raise NotImplementedError
+
+    def edited_signal(self) -> Any:
+        return None
+
+    def current(self) -> Any:
+        raise NotImplementedError
+
+    def read_only(self) -> bool:
+        return not self.editable
+
+    def unchanged(self) -> bool:
+        """Whether the widget still shows what the server sent (nothing to write)."""
+        return False
+
+    def released_signal(self) -> Any:
+        return None
+
+
+class _LabelAdapter(_Adapter):
+    def show(self, value: Any) -> None:
+        self.widget.setText(self.text(value))
+
+
+class _LCDAdapter(_Adapter):
+    def show(self, value: Any) -> None:
+        if self.fmt is None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.widget.display(value)
+        else:
+            self.widget.display(self.text(value))
+
+
+class _ProgressAdapter(_Adapter):
+    def show(self, value: Any) -> None:
+        self.widget.setValue(int(round(float(value))))
+        if self.fmt is not None:
+            self.widget.setFormat(self.text(value).replace("%", "%%"))
+
+
+class _LineEditAdapter(_Adapter):
+    def __init__(self, widget: Any, fmt: Any) -> None:
+        super().__init__(widget, fmt)
+        self.editable = not widget.isReadOnly()
+        self.kind: Optional[type] = None
+        self.shown: Optional[str] = None
+
+    def show(self, value: Any) -> None:
+        if value is not None and not isinstance(value, str):
+            self.kind = type(value)
+        self.shown = self.text(value)
+        self.widget.setText(self.shown)
+
+    def unchanged(self) -> bool:
+        return self.widget.text() == self.shown
+
+    def edited_signal(self) -> Any:
+        return self.widget.editingFinished
+
+    def read_only(self) -> bool:
+        return self.widget.isReadOnly()
+
+    def current(self) -> Any:
+        text = self.widget.text()
+        kind = self.kind
+        if kind is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{text!r} is not a boolean (true/false)")
+        if kind in (int, float, complex):
+            return kind(text.strip())
+        return text
+
+
+class _SpinAdapter(_Adapter):
+    editable = True
+    uses_fmt = False
+
+    def __init__(self, widget: Any, fmt: Any, integer: bool) -> None:
+        super().__init__(widget, fmt)
+        self.integer = integer
+        # typing "12" writes 12 once, not 1 then 12
+        widget.setKeyboardTracking(False)
+
+    def show(self, value: Any) -> None:
+        self.widget.setValue(int(round(float(value))) if self.integer else float(value))
+
+    def edited_signal(self) -> Any:
+        return self.widget.valueChanged
+
+    def read_only(self) -> bool:
+        return self.widget.isReadOnly()
+
+    def current(self) -> Any:
+        return self.widget.value()
+
+
+class _SliderAdapter(_SpinAdapter):
+    def __init__(self, widget: Any, fmt: Any) -> None:
+        _Adapter.__init__(self, widget, fmt)
+        self.integer = True
+
+    def read_only(self) -> bool:
+        return False
+
+    def released_signal(self) -> Any:
+        return self.widget.sliderReleased
+
+
+class _CheckAdapter(_Adapter):
+    editable = True
+    uses_fmt = False
+
+    def show(self, value: Any) -> None:
+        self.widget.setChecked(bool(value))
+
+    def edited_signal(self) -> Any:
+        return self.widget.toggled
+
+    def current(self) -> Any:
+        return self.widget.isChecked()
+
+
+class _ComboAdapter(_Adapter):
+    editable = True
+
+    def __init__(self, widget: Any, fmt: Any) -> None:
+        super().__init__(widget, fmt)
+        self.mode = "text"
+
+    def show(self, value: Any) -> None:
+        combo = self.widget
+        for i in range(combo.count()):
+            data = combo.itemData(i)
+            if data is not None and same_value(data, value):
+                self.mode = "data"
+                combo.setCurrentIndex(i)
+                return
+        index = combo.findText(self.text(value))
+        if index >= 0:
+            self.mode = "text"
+            combo.setCurrentIndex(index)
+            return
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < combo.count():
+            self.mode = "index"
+            combo.setCurrentIndex(value)
+            return
+        raise ValueError(f"{value!r} is not one of the combo box's items")
+
+    def edited_signal(self) -> Any:
+        return self.widget.currentIndexChanged
+
+    def unchanged(self) -> bool:
+        return self.widget.currentIndex() < 0  # cleared, not chosen
+
+    def current(self) -> Any:
+        combo = self.widget
+        if self.mode == "data":
+            return combo.currentData()
+        if self.mode == "index":
+            return combo.currentIndex()
+        return combo.currentText()
+
+
+def _adapter_for(widget: Any, fmt: Any) -> _Adapter:
+    from qtpy import QtWidgets as W
+
+    if isinstance(widget, W.QDoubleSpinBox):
+        adapter: _Adapter = _SpinAdapter(widget, fmt, integer=False)
+    elif isinstance(widget, W.QSpinBox):
+        adapter = _SpinAdapter(widget, fmt, integer=True)
+    elif isinstance(widget, W.QAbstractSlider):
+        adapter = _SliderAdapter(widget, fmt)
+    elif isinstance(widget, W.QCheckBox) or (isinstance(widget, W.QAbstractButton) and widget.isCheckable()):
+        adapter = _CheckAdapter(widget, fmt)
+    elif isinstance(widget, W.QComboBox):
+        adapter = _ComboAdapter(widget, fmt)
+    elif isinstance(widget, W.QLineEdit):
+        adapter = _LineEditAdapter(widget, fmt)
+    elif isinstance(widget, W.QLabel):
+        adapter = _LabelAdapter(widget, fmt)
+    elif isinstance(widget, W.QLCDNumber):
+        adapter = _LCDAdapter(widget, fmt)
+    elif isinstance(widget, W.QProgressBar):
+        adapter = _ProgressAdapter(widget, fmt)
+    else:
+        raise TypeError(
+            f"bind() does not know how to show a value in a {type(widget).__name__}; supported: QLabel, "
+            "QLCDNumber, QProgressBar, QLineEdit, QSpinBox, QDoubleSpinBox, QCheckBox (or a checkable "
+            "button), QComboBox, QSlider (any QAbstractSlider)")
+    if fmt is not None and not adapter.uses_fmt:
+        raise TypeError(f"fmt does not apply to a {type(widget).__name__} (it shows numbers or states, "
+                        "not text); use its own options (prefix, suffix, decimals)")
+    if fmt is not None and not (callable(fmt) or isinstance(fmt, str)):
+        raise TypeError(f"fmt must be a format string or a callable, not {type(fmt).__name__}")
+    return adapter
+
+
+# -------------------------------------------------------------------- the binding
+class Binding(QObject):
+    """The live link between one widget and one remote attribute (made by :func:`bind`).
+
+    A child of its widget: it lives as long as the widget, or until ``unbind()``.
+
+    Thread affinity: the widget's thread.
+    """
+
+    #: Signal(object) -- a value from the server is now shown.
+    updated = Signal(object)
+    #: Signal(object) -- the user's edit reached the server.
+    written = Signal(object)
+    #: Signal(object) -- reading or writing failed with this exception.
+    failed = Signal(object)
+
+    def __init__(self, widget: Any, proxy: Any, name: str, signal: Optional[str],
+                 interval: Optional[float], fmt: Any) -> None:
+        core = _core_of(proxy)
+        adapter = _adapter_for(widget, fmt)
+        super().__init__(widget)
+        self.widget = widget
+        self.name = name
+        self.signal = signal
+        self.interval = interval
+        self._adapter = adapter
+        self._state = _State(core, signal)
+        self._value: Any = None
+        self._has_value = False
+        self._held: Any = None
+        self._holding = False
+        self._applying = False
+        self._write_future: Any = None
+        self._write_next: Any = None
+        self._write_more = False
+        self._read_generation = 0
+        self._error: Optional[BaseException] = None
+        self._saved_tooltip: Optional[str] = None
+        self._saved_style: Optional[str] = None
+        self._offline = False
+        self._enable_after = True
+        state = self._state
+        self.destroyed.connect(lambda *_: state.release())  # holds no reference to the binding
+        conn = core.connection
+        links = [(conn.lost, self._on_lost), (conn.regained, self._on_regained)]
+        if adapter.editable:
+            links.append((adapter.edited_signal(), self._on_edited))
+        if adapter.released_signal() is not None:
+            links.append((adapter.released_signal(), self._apply_held))
+        for sig, slot in links:
+            sig.connect(slot)
+        self._links = links
+        if not core.alive:
+            self._on_lost()
+        if signal is not None:
+            self._state.sink = _Sink(self)
+            core.connect(signal, self._state.sink, coalesce=True, wait=False)
+        if interval is not None:
+            w = watch(proxy, name, interval, parent=self)
+            w.changed.connect(self._incoming)
+            w.failed.connect(self._on_read_failed)
+            self._state.watch = w
+        else:
+            _request_read(self)
+
+    # -- public --------------------------------------------------------------
+    def value(self) -> Any:
+        """The last value received from the server (None before the first)."""
+        return self._value
+
+    def error(self) -> Optional[BaseException]:
+        """The exception shown on the widget, or None."""
+        return self._error
+
+    def writing(self) -> bool:
+        """Whether a write to the server is in flight or waiting."""
+        return self._write_future is not None or self._write_more
+
+    def bound(self) -> bool:
+        """Whether the binding is still active."""
+        return not self._state.ended
+
+    def refresh(self) -> None:
+        """Read the value again now (without waiting)."""
+        if not self._state.ended:
+            _request_read(self)
+
+    def unbind(self) -> None:
+        """Disconnect from the server and the widget; the widget keeps its last value.
+
+        Idempotent. After it the server has no subscription left for this widget.
+        """
+        if self._state.ended:
+            return
+        self._state.release()
+        for sig, slot in self._links:
+            try:
+                sig.disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass
+        self._links = []
+        if not is_deleted(self.widget):
+            self._clear_error()
+            if self._offline:
+                self.widget.setEnabled(self._enable_after)
+        self._offline = False
+        self.setParent(None)
+
+    # -- values from the server ---------------------------------------------
+    def _read_sent(self, fut: Any, many: bool) -> None:
+        self._read_generation += 1
+        generation = self._read_generation
+        target = current_target()
+        fut.add_done_callback(lambda f: target.post(lambda: self._read_done(f, many, generation)))
+
+    def _read_done(self, fut: Any, many: bool, generation: int) -> None:
+        if self._state.ended or is_deleted(self) or generation != self._read_generation:
+            return  # a newer read or a signal value superseded it
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._on_read_failed(exc)
+            return
+        value = fut.result()
+        if many:
+            outcome = value.get(self.name) if isinstance(value, dict) else None
+            if outcome is None:
+                return
+            kind, value = outcome
+            if kind == "raise":
+                from .polling import _as_exception
+
+                self._on_read_failed(_as_exception(value))
+                return
+        self._incoming(value)
+
+    def _incoming(self, value: Any) -> None:
+        if self._state.ended:
+            return
+        self._read_generation += 1  # a read sent before this value is older than it
+        if self.writing() or self._user_busy():
+            self._held, self._holding = value, True
+            return
+        self._apply(value)
+
+    def _user_busy(self) -> bool:
+        down = getattr(self.widget, "isSliderDown", None)
+        return bool(down is not None and down())
+
+    def _apply(self, value: Any) -> None:
+        self._value, self._has_value = value, True
+        self._applying = True
+        try:
+            self._adapter.show(value)
+        except Exception as exc:
+            self._show_error(exc, f"cannot show {value!r}")
+            return
+        finally:
+            self._applying = False
+        if self._error is not None and not self.writing():
+            self._clear_error()
+        self.updated.emit(value)
+
+    def _apply_held(self) -> None:
+        if self._holding and not self.writing() and not self._state.ended:
+            held, self._held, self._holding = self._held, None, False
+            self._apply(held)
+
+    def _on_read_failed(self, exc: Any) -> None:
+        from .errors import ConnectionLost
+
+        if isinstance(exc, ConnectionLost):
+            return  # shown as a disabled widget; read again when the server returns
+        self._show_error(exc, f"cannot read {self.name!r}")
+
+    # -- the user's edits ------------------------------------------------------
+    def _on_edited(self, *args: Any) -> None:
+        if self._applying or self._state.ended or self._adapter.read_only():
+            return
+        if self._adapter.unchanged():
+            return  # e.g. focus left a line edit without a change
+        try:
+            value = self._adapter.current()
+        except (ValueError, TypeError) as exc:
+            self._show_error(exc, f"cannot write {self.name!r}")
+            return
+        if self._write_future is not None:
+            self._write_next, self._write_more = value, True  # latest edit wins
+            return
+        self._send(value)
+
+    def _send(self, value: Any) -> None:
+        core = self._state.core
+        fut = core.call_async("setattr", {"name": self.name, "value": value})
+        self._write_future = fut
+        target = current_target()
+        fut.add_done_callback(lambda f: target.post(lambda: self._write_done(f, value)))
+
+    def _write_done(self, fut: Any, value: Any) -> None:
+        if fut is not self._write_future or is_deleted(self):
+            return
+        self._write_future = None
+        if self._state.ended:
+            return
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            logger.warning("writing %r = %r to %s failed: %s: %s", self.name, value,
+                           self._state.core.endpoint, type(exc).__name__, exc)
+            self._show_error(exc, f"cannot write {self.name!r}")
+        else:
+            self._value, self._has_value = value, True
+            self._clear_error()
+            self.written.emit(value)
+        if self._write_more:
+            nxt, self._write_next, self._write_more = self._write_next, None, False
+            self._send(nxt)
+            return
+        if self._holding:
+            held, self._held, self._holding = self._held, None, False
+            self._apply(held)
+        elif exc is not None:
+            self.refresh()  # show the server's value again, not the rejected one
+
+    # -- failures and connection state -------------------------------------------
+    def _show_error(self, exc: Any, what: str) -> None:
+        self._error = exc
+        widget = self.widget
+        if is_deleted(widget):
+            return
+        if self._saved_tooltip is None:
+            self._saved_tooltip = widget.toolTip()
+            self._saved_style = widget.styleSheet()
+        widget.setToolTip(f"{what}: {type(exc).__name__}: {exc}")
+        cls = widget.metaObject().className()
+        widget.setStyleSheet((self._saved_style or "") + "\n" + _ERROR_STYLE.format(cls=cls))
+        self.failed.emit(exc)
+
+    def _clear_error(self) -> None:
+        self._error = None
+        if self._saved_tooltip is None:
+            return
+        widget = self.widget
+        widget.setToolTip(self._saved_tooltip)
+        widget.setStyleSheet(self._saved_style or "")
+        self._saved_tooltip = self._saved_style = None
+
+    def _on_lost(self) -> None:
+        if self._state.ended or self._offline or is_deleted(self.widget):
+            return
+        self._offline = True
+        # a widget its owner disabled stays disabled when the server returns
+        self._enable_after = not self.widget.testAttribute(QtCore.Qt.WA_ForceDisabled)
+        self.widget.setEnabled(False)
+
+    def _on_regained(self) -> None:
+        if self._state.ended or is_deleted(self.widget):
+            return
+        if self._offline:
+            self._offline = False
+            self.widget.setEnabled(self._enable_after)
+        if self.interval is None:
+            self.refresh()  # values may have changed while it was away
+
+    def __repr__(self) -> str:
+        how = f"signal {self.signal!r}" if self.signal else (
+            f"every {self.interval:g} s" if self.interval else "read on connect")
+        return f"<Binding {self.name!r} of {self._state.core.endpoint} ({how})>"
+
+
+def bind(widget: Any, proxy: Any, name: str, *, signal: Optional[str] = None,
+         interval: Optional[float] = None,
+         fmt: Union[str, Callable[[Any], Any], None] = None) -> Binding:
+    """Show the remote attribute ``name`` in ``widget`` and keep it current.
+
+    Parameters
+    ----------
+    widget : QWidget
+        QLabel, QLCDNumber, QProgressBar or a read-only QLineEdit show the value;
+        QSpinBox, QDoubleSpinBox, QCheckBox, QComboBox, QLineEdit and QSlider
+        also write the user's edits back (non-blocking, never echoing values that
+        came from the server).
+    proxy : Proxy
+        The proxy of the served object.
+    name : str
+        The attribute to show.
+    signal : str, optional
+        A signal of the served object emitted with the new value as its first
+        argument; the widget follows it (latest value per event-loop turn).
+    interval : float, optional
+        Poll every ``interval`` seconds instead (see :func:`watch`).
+    fmt : str or callable, optional
+        For widgets that show text: ``"{:.2f} K"``, ``"%.1f"`` or ``f(value) -> str``.
+
+    Returns
+    -------
+    Binding
+        Call ``unbind()`` to stop; destroying the widget does the same.
+
+    Raises
+    ------
+    TypeError
+        For an unsupported widget, a bad ``fmt`` or something that is not a Proxy.
+    ValueError
+        For both ``signal`` and ``interval``, or a non-positive interval.
+
+    With neither ``signal`` nor ``interval`` the value is read once and again
+    after each reconnect. bind() never waits for the server. Call it in the
+    widget's thread.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"the attribute name must be a non-empty str, not {name!r}")
+    if signal is not None and interval is not None:
+        raise ValueError("give signal= (follow a change signal) or interval= (poll), not both")
+    if signal is not None and (not isinstance(signal, str) or not signal):
+        raise TypeError(f"signal must be the name of a signal of the served object, not {signal!r}")
+    if interval is not None:
+        interval = _check_interval(interval)
+    core = _core_of(proxy)
+    if signal is not None and core.remote_names and signal not in core.remote_names:
+        raise ValueError(f"{signal!r} is not a signal of the object served at {core.endpoint}")
+    try:
+        same_thread = widget.thread() is QThread.currentThread() or widget.thread() == QThread.currentThread()
+    except (AttributeError, RuntimeError):
+        raise TypeError(f"bind() needs a live QWidget, not {widget!r}") from None
+    if not same_thread:
+        raise RuntimeError("call bind() in the widget's thread (the GUI thread)")
+    return Binding(widget, proxy, name, signal, interval, fmt)

@@ -1,0 +1,386 @@
+"""Watching remote attributes that have no change signal: ``watch(proxy, name)``.
+
+A ``Watch`` polls one attribute and emits ``changed(value)`` when the value
+differs from the last one it saw (and once with the first value). Polling is
+scheduled by pizco_qt, not by a QTimer in the caller's thread: one poller per
+server runs its timer on the I/O thread, and at each tick sends one
+non-blocking ``getmany`` request for every watch that is due, so a hundred
+watches of one server cost one round trip per interval. While the server is
+offline the poller sends nothing; it resumes at the first tick after the
+server is back.
+
+Thread affinity: create a Watch in the thread that should receive ``changed``
+(normally the GUI thread). Poller ticks run on the I/O thread and only send
+requests; replies are decoded on the dispatcher thread; comparisons and
+``changed`` run in the creating thread's Qt loop (else on the dispatcher thread).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from ._qt import QObject, Signal, is_deleted
+from .delivery import Target, current_target
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Watch", "watch", "same_value"]
+
+#: Due times closer than this are served by the same request.
+_SLACK = 0.02
+_ids = itertools.count(1)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two values count as equal for change detection (arrays included)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        result = a == b
+        if isinstance(result, bool):
+            return result
+        if hasattr(result, "all"):  # numpy arrays and friends
+            return getattr(a, "shape", None) == getattr(b, "shape", None) and bool(result.all())
+        return bool(result)
+    except Exception:
+        return False
+
+
+class _Entry:
+    """What the poller knows of one Watch (touched on the I/O thread only, except ``dead``)."""
+
+    __slots__ = ("id", "core", "name", "interval", "due", "sink", "dead")
+
+    def __init__(self, core: Any, name: str, interval: float, sink: "_Sink") -> None:
+        self.id = next(_ids)
+        self.core = core
+        self.name = name
+        self.interval = interval
+        self.due = 0.0
+        self.sink = sink
+        self.dead = False
+
+
+class _Sink:
+    """Receives poll results on the dispatcher thread and hands the latest to the watch's thread."""
+
+    def __init__(self, target: Target, watch: "Watch") -> None:
+        import weakref
+
+        self.target = target
+        self.watch_ref = weakref.ref(watch)
+        self.lock = threading.Lock()
+        self.latest: Optional[Tuple[str, Any]] = None
+        self.queued = False
+
+    def offer(self, kind: str, value: Any) -> None:
+        with self.lock:
+            self.latest = (kind, value)
+            if self.queued:
+                return
+            self.queued = True
+        self.target.post(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:
+            item, self.latest = self.latest, None
+            self.queued = False
+        watch = self.watch_ref()
+        if item is None or watch is None or is_deleted(watch):
+            return
+        watch._receive(*item)
+
+
+class _Poller:
+    """One server's watches: one timer on the I/O thread and one request per tick."""
+
+    def __init__(self, key: Tuple[str, int], io: Any) -> None:
+        self.key = key
+        self.io = io
+        self.entries: Dict[int, _Entry] = {}
+        self.epoch = time.monotonic()
+        self.next_tick: Optional[float] = None
+        self.inflight_since: Optional[float] = None
+        self.inflight: Any = None
+
+    # all methods below run on the I/O thread
+    def add(self, entry: _Entry) -> None:
+        entry.due = time.monotonic()
+        self.entries[entry.id] = entry
+        self.schedule(entry.due)
+
+    def remove(self, entry: _Entry) -> None:
+        self.entries.pop(entry.id, None)
+        if not self.entries:
+            self.forget()
+
+    def forget(self) -> None:
+        with _pollers_lock:
+            if _pollers.get(self.key) is self:
+                del _pollers[self.key]
+
+    def schedule(self, when: float) -> None:
+        if self.next_tick is not None and self.next_tick <= when:
+            return
+        self.next_tick = when
+        self.io.call_later(max(0.0, when - time.monotonic()), lambda: self.tick(when))
+
+    def next_due(self, entry: _Entry, now: float) -> float:
+        # on a grid shared by every watch of the same interval, so they batch together
+        steps = math.floor((now - self.epoch) / entry.interval) + 1
+        return self.epoch + steps * entry.interval
+
+    def tick(self, when: float) -> None:
+        if self.next_tick != when:
+            return  # superseded by an earlier tick
+        self.next_tick = None
+        now = time.monotonic()
+        for entry in list(self.entries.values()):
+            if entry.dead or entry.core.closed:
+                del self.entries[entry.id]
+        if not self.entries:
+            self.forget()
+            return
+        if self.inflight is not None:
+            core = self.inflight[0]
+            if now - (self.inflight_since or now) < max(core.timeout, 1.0):
+                return  # the reply will schedule the next tick
+            core.agent.forget_async(self.inflight[1])
+            logger.debug("poll of %s took longer than %g s; sending again", core.endpoint, core.timeout)
+            self.inflight = None
+        due = [e for e in self.entries.values() if e.due <= now + _SLACK]
+        if due:
+            cores = [e.core for e in due if e.core.alive and not e.core.closed]
+            for entry in due:
+                entry.due = self.next_due(entry, now)
+            if cores:  # else the server is offline: skip this turn, nothing is sent
+                self.send(cores[0], due, now)
+        if self.inflight is None:
+            self.schedule(min(e.due for e in self.entries.values()))
+
+    def send(self, core: Any, due: List[_Entry], now: float) -> None:
+        names = sorted({e.name for e in due})
+        if "getmany" in core.caps:
+            fut = core.call_async("getmany", {"names": names})
+            self.inflight = (core, fut)
+            self.inflight_since = now
+            fut.add_done_callback(lambda f: self.replied(f, due))
+            return
+        # a server without 'getmany' (an original Pizco): one non-blocking 'get' per name
+        for name in names:
+            fut = core.call_async("get", {"name": name, "force_as_object": True})
+            fut.add_done_callback(lambda f, n=name: self.replied_one(f, n, due))
+
+    def replied(self, fut: Any, due: List[_Entry]) -> None:
+        """Dispatcher thread: hand each watch its value, then let the I/O thread tick again."""
+        self.io.submit(self.settle)
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            logger.debug("poll failed: %r", exc)
+            return
+        values = fut.result()
+        if not isinstance(values, dict):
+            return
+        for entry in due:
+            if entry.dead:
+                continue
+            outcome = values.get(entry.name)
+            if outcome is None:
+                continue
+            kind, value = outcome
+            if kind == "raise":
+                value = _as_exception(value)
+            entry.sink.offer(kind, value)
+
+    def replied_one(self, fut: Any, name: str, due: List[_Entry]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        for entry in due:
+            if entry.name == name and not entry.dead:
+                if exc is None:
+                    entry.sink.offer("return", fut.result())
+                elif not _is_connection_error(exc):
+                    entry.sink.offer("raise", exc)
+
+    def settle(self) -> None:
+        self.inflight = None
+        self.inflight_since = None
+        if self.entries:
+            self.schedule(min(e.due for e in self.entries.values()))
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    from .errors import ConnectionLost, RemoteTimeout
+
+    return isinstance(exc, (ConnectionLost, RemoteTimeout))
+
+
+def _as_exception(value: Any) -> BaseException:
+    from .errors import RemoteError
+
+    try:
+        exc, tb = value
+    except (TypeError, ValueError):
+        exc, tb = value, []
+    if isinstance(exc, dict) and "__exception__" in exc:
+        from .proxy import _rebuild_json_exception
+
+        exc = _rebuild_json_exception(exc)
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(type(exc).__name__, str(exc), "".join(tb or []))
+    return exc
+
+
+_pollers: Dict[Tuple[str, int], _Poller] = {}
+_pollers_lock = threading.Lock()
+
+
+def _poller_for(core: Any) -> _Poller:
+    io = core.agent._io
+    key = (core.sender, id(io))
+    with _pollers_lock:
+        poller = _pollers.get(key)
+        if poller is None:
+            poller = _pollers[key] = _Poller(key, io)
+        return poller
+
+
+class Watch(QObject):
+    """Polls one remote attribute and emits ``changed`` when its value changes.
+
+    Made by :func:`watch`. It keeps polling until ``stop()`` is called, the
+    Watch is destroyed (with its Qt parent, or garbage-collected when nothing
+    refers to it), or its proxy is closed.
+
+    Thread affinity: lives in the thread that created it; its signals are
+    emitted there (through the pizco_qt delivery path).
+    """
+
+    #: Signal(object) -- the new value (emitted once with the first value, then on each change).
+    changed = Signal(object)
+    #: Signal(object) -- reading the attribute raised this exception on the server.
+    failed = Signal(object)
+
+    def __init__(self, proxy: Any, name: str, interval: float = 0.5, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        core = _core_of(proxy)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"the attribute name must be a non-empty str, not {name!r}")
+        interval = _check_interval(interval)
+        self.name = name
+        self.interval = interval
+        self._proxy_endpoint = core.endpoint
+        self._has_value = False
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+        self._sink = _Sink(current_target(), self)
+        self._entry = _Entry(core, name, interval, self._sink)
+        self._poller = _poller_for(core)
+        poller, entry = self._poller, self._entry
+        self.destroyed.connect(lambda *_: _stop_entry(poller, entry))
+        poller.io.submit(lambda: poller.add(entry))
+
+    def value(self) -> Any:
+        """The last value seen (None before the first reply)."""
+        return self._value
+
+    def active(self) -> bool:
+        """Whether it is still polling (not stopped, proxy not closed)."""
+        return not self._entry.dead and not self._entry.core.closed
+
+    def stop(self) -> None:
+        """Stop polling (idempotent); no ``changed`` is emitted afterwards."""
+        _stop_entry(self._poller, self._entry)
+
+    def _receive(self, kind: str, value: Any) -> None:
+        if self._entry.dead:
+            return
+        if kind == "raise":
+            if self._error is None or type(self._error) is not type(value) or str(self._error) != str(value):
+                self._error = value
+                logger.info("watching %r of %s: %s: %s", self.name, self._proxy_endpoint,
+                            type(value).__name__, value)
+                self.failed.emit(value)
+            return
+        self._error = None
+        if self._has_value and same_value(self._value, value):
+            return
+        self._has_value = True
+        self._value = value
+        self.changed.emit(value)
+
+    def __repr__(self) -> str:
+        return f"<Watch {self.name!r} of {self._proxy_endpoint} every {self.interval:g} s>"
+
+    def __del__(self) -> None:
+        try:
+            _stop_entry(self._poller, self._entry)
+        except Exception:
+            pass
+
+
+def _stop_entry(poller: _Poller, entry: _Entry) -> None:
+    if entry.dead:
+        return
+    entry.dead = True
+    try:
+        poller.io.submit(lambda: poller.remove(entry))
+    except Exception:  # the I/O thread is gone: nothing is scheduled anyway
+        pass
+
+
+def _core_of(proxy: Any) -> Any:
+    from .proxy import Proxy
+
+    if not isinstance(proxy, Proxy):
+        raise TypeError(f"expected a pizco_qt Proxy, got {type(proxy).__name__}")
+    core = proxy._proxy_core
+    if core.closed:
+        from .errors import PizcoError
+
+        raise PizcoError(f"this proxy to {core.endpoint} is stopped")
+    return core
+
+
+def _check_interval(interval: Any) -> float:
+    try:
+        value = float(interval)
+    except (TypeError, ValueError):
+        raise TypeError(f"interval must be a number of seconds, not {interval!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+    return value
+
+
+def watch(proxy: Any, name: str, interval: float = 0.5, parent: Optional[QObject] = None) -> Watch:
+    """Poll ``proxy``'s attribute ``name`` every ``interval`` seconds; emit ``changed`` on change.
+
+    Parameters
+    ----------
+    proxy : Proxy
+        The proxy of the server to poll.
+    name : str
+        The attribute to read.
+    interval : float
+        Seconds between polls (watches of one server share one timer and one
+        request per interval).
+    parent : QObject, optional
+        A Qt parent; the watch stops when its parent is destroyed.
+
+    Returns
+    -------
+    Watch
+        A QObject with ``changed(object)``, ``failed(object)`` and ``stop()``.
+        Keep a reference (or pass ``parent``): a Watch that is garbage-collected
+        stops polling.
+    """
+    return Watch(proxy, name, interval, parent)
