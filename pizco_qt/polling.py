@@ -108,6 +108,9 @@ class _Poller:
         self.next_tick: Optional[float] = None
         self.inflight_since: Optional[float] = None
         self.inflight: Any = None
+        #: Requests sent, and due turns skipped because the server was offline.
+        self.sent = 0
+        self.skipped = 0
 
     # all methods below run on the I/O thread
     def add(self, entry: _Entry) -> None:
@@ -159,13 +162,16 @@ class _Poller:
             cores = [e.core for e in due if e.core.alive and not e.core.closed]
             for entry in due:
                 entry.due = self.next_due(entry, now)
-            if cores:  # else the server is offline: skip this turn, nothing is sent
+            if cores:
                 self.send(cores[0], due, now)
+            else:  # the server is offline: skip this turn, nothing is sent
+                self.skipped += 1
         if self.inflight is None:
             self.schedule(min(e.due for e in self.entries.values()))
 
     def send(self, core: Any, due: List[_Entry], now: float) -> None:
         names = sorted({e.name for e in due})
+        self.sent += 1
         if "getmany" in core.caps:
             fut = core.call_async("getmany", {"names": names})
             self.inflight = (core, fut)
