@@ -380,6 +380,7 @@ class Binding(QObject):
         self._write_more = False
         self._read_generation = 0
         self._error: Optional[BaseException] = None
+        self._error_on_write = False
         self._saved_tooltip: Optional[str] = None
         self._saved_style: Optional[str] = None
         self._offline = False
@@ -503,8 +504,8 @@ class Binding(QObject):
             return
         finally:
             self._applying = False
-        if self._error is not None and not self.writing():
-            self._clear_error()
+        if self._error is not None and not self._error_on_write:
+            self._clear_error()  # a failed write stays shown until a write succeeds
         self.updated.emit(value)
 
     def _apply_held(self) -> None:
@@ -528,7 +529,7 @@ class Binding(QObject):
         try:
             value = self._adapter.current()
         except (ValueError, TypeError) as exc:
-            self._show_error(exc, f"cannot write {self.name!r}")
+            self._show_error(exc, f"cannot write {self.name!r}", on_write=True)
             return
         if self._write_future is not None:
             self._write_next, self._write_more = value, True  # latest edit wins
@@ -552,7 +553,7 @@ class Binding(QObject):
         if exc is not None:
             logger.warning("writing %r = %r to %s failed: %s: %s", self.name, value,
                            self._state.core.endpoint, type(exc).__name__, exc)
-            self._show_error(exc, f"cannot write {self.name!r}")
+            self._show_error(exc, f"cannot write {self.name!r}", on_write=True)
         else:
             self._value, self._has_value = value, True
             self._clear_error()
@@ -568,8 +569,9 @@ class Binding(QObject):
             self.refresh()  # show the server's value again, not the rejected one
 
     # -- failures and connection state -------------------------------------------
-    def _show_error(self, exc: Any, what: str) -> None:
+    def _show_error(self, exc: Any, what: str, on_write: bool = False) -> None:
         self._error = exc
+        self._error_on_write = on_write
         widget = self.widget
         if is_deleted(widget):
             return

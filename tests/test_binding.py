@@ -145,6 +145,7 @@ def test_a_failed_write_shows_on_the_widget_and_clears_on_success(qtbot, served,
     assert any("above the limit" in r.getMessage() for r in caplog.records)
     # the widget goes back to the server's value
     qtbot.waitUntil(lambda: spin.value() == 40, timeout=5000)
+    assert "above the limit" in spin.toolTip()  # still shown until a write succeeds
     with qtbot.waitSignal(binding.written, timeout=5000):
         spin.setValue(45)
     assert inst.level == 45

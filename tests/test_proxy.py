@@ -11,6 +11,7 @@ from objects import CustomError, Stage
 from pizco_qt import Proxy, Server
 from pizco_qt.errors import PizcoError, RemoteError, RemoteTimeout
 from pizco_qt.proxy import RemoteAttribute
+from test_signals import plain  # connect as a plain script does, whatever tests ran before
 
 
 def test_attributes_read_and_write(served):
@@ -118,7 +119,7 @@ def test_server_with_empty_inspect_and_policy_overrides(closing):
     proxy.settings["units"] = "forced"
     assert proxy.settings == {"units": "forced", "limit": 10}  # now forced to travel by value
     got = threading.Event()
-    proxy.position_changed.connect(lambda new, old: got.set())
+    plain(proxy.position_changed.connect, lambda new, old: got.set())
     proxy.position = 8
     assert got.wait(5)
 
@@ -264,7 +265,7 @@ def test_inproc_and_ipc_transports(tmp_path, closing):
         assert server.rep_endpoint == rep and server.pub_endpoint == pub
         proxy = closing(Proxy(rep, timeout=5))
         got = threading.Event()
-        proxy.position_changed.connect(lambda new, old: got.set())
+        plain(proxy.position_changed.connect, lambda new, old: got.set())
         assert proxy.move_by(2) == 2.0
         assert got.wait(5)
 
