@@ -737,6 +737,7 @@ class Agent:
     # ------------------------------------------------------------------ stopping
     @property
     def stopped(self) -> bool:
+        """Whether ``stop()`` has been called."""
         return self._stopped
 
     def stop(self, timeout: float = 2.0) -> None:

@@ -783,18 +783,22 @@ class Proxy:
     # -- internals (never forwarded) ----------------------------------------
     @property
     def _proxy_agent(self) -> "_ProxyAgentView":
+        """The proxy's Agent (with Pizco's ``instantiate``)."""
         return _ProxyAgentView(self._proxy_core)
 
     @property
     def _proxy_connection(self) -> ConnectionState:
+        """The server's liveness: a QObject with ``lost()``/``regained()`` signals and ``alive()``."""
         return self._proxy_core.connection
 
     @property
     def _proxy_endpoint(self) -> str:
+        """The REP endpoint this proxy talks to."""
         return self._proxy_core.endpoint
 
     @property
     def _proxy_timeout(self) -> float:
+        """Seconds each synchronous call waits for its reply."""
         return self._proxy_core.timeout
 
     def _proxy_stop_me(self) -> None:

@@ -80,8 +80,23 @@ def test_relative_links_resolve(page):
     text = _read(page)
     text = re.sub(r"```.*?```", "", text, flags=re.S)  # links inside code are not links
     for target in _LINK.findall(text):
-        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+        if re.match(r"^[a-z]+:", target):
             continue
-        path = target.split("#", 1)[0]
+        if target.startswith("#"):
+            assert target[1:] in _anchors(text), f"{_rel(page)} links to {target}: no such heading"
+            continue
+        path, _, anchor = target.partition("#")
         resolved = os.path.normpath(os.path.join(os.path.dirname(page), path))
         assert os.path.exists(resolved), f"{_rel(page)} links to {target}, which does not exist"
+        if anchor and resolved.endswith(".md"):
+            assert anchor in _anchors(_read(resolved)), f"{_rel(page)} links to {target}: no such heading"
+
+
+def _anchors(text: str) -> set:
+    """GitHub's anchors of a page's headings."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    found = set()
+    for title in re.findall(r"^#+\s+(.*)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        found.add(slug)
+    return found
