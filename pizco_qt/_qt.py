@@ -13,10 +13,11 @@ from typing import Any, Callable, Optional
 
 from qtpy import QtCore
 
-__all__ = ["QtCore", "Signal", "QObject", "QThread", "app_instance", "runs_event_loop",
+__all__ = ["QtCore", "Signal", "Slot", "QObject", "QThread", "app_instance", "runs_event_loop",
            "is_qt_signal", "is_deleted", "slot_arity", "API_NAME"]
 
 Signal = QtCore.Signal
+Slot = QtCore.Slot
 QObject = QtCore.QObject
 QThread = QtCore.QThread
 

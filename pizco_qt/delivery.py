@@ -19,14 +19,16 @@ import collections
 import logging
 import sys
 import threading
+import time
 import weakref
 from typing import Any, Callable, Optional
 
-from ._qt import QObject, QThread, QtCore, Signal, app_instance, runs_event_loop
+from ._qt import QObject, QThread, QtCore, Signal, Slot, app_instance, runs_event_loop
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Target", "current_target", "dispatcher", "report_exception"]
+__all__ = ["Target", "current_target", "dispatcher", "report_exception", "home_for_delivery",
+           "call_soon", "QThreadCaller", "WITHDRAWN"]
 
 
 def report_exception(where: str) -> None:
@@ -46,11 +48,32 @@ class _Dispatcher:
         self._queue: "collections.deque[Callable[[], None]]" = collections.deque()
         self._cond = threading.Condition(threading.Lock())
         self._thread: Optional[threading.Thread] = None
+        self._qthread: Optional[tuple] = None
 
     @property
     def ident(self) -> Optional[int]:
         t = self._thread
         return t.ident if t is not None else None
+
+    def qthread(self) -> Any:
+        """The dispatcher thread's QThread object (to move QObjects there), or None."""
+        if threading.get_ident() == self.ident:
+            return QThread.currentThread()
+        cached = self._qthread
+        if cached is not None and cached[0] == self.ident:
+            return cached[1]
+        box: list = []
+        done = threading.Event()
+
+        def fetch() -> None:
+            box.append(QThread.currentThread())
+            done.set()
+
+        self.post(fetch)
+        if not done.wait(5):
+            return None
+        self._qthread = (self.ident, box[0])
+        return box[0]
 
     def post(self, fn: Callable[[], None]) -> None:
         with self._cond:
@@ -88,14 +111,25 @@ class _Courier(QObject):
         self._target = weakref.ref(target)
         self.arrived.connect(self._on_arrived)
 
+    @Slot()
     def _on_arrived(self) -> None:
         target = self._target()
         if target is not None:
-            target.drain()
+            target.drain(TURN_BUDGET)
+
+
+#: Longest time (s) one turn of a Qt event loop spends on deliveries before it
+#: lets other events (painting, input, timers) run; the rest follows next turn.
+TURN_BUDGET = 0.010
 
 
 class Target:
     """A thread that receives deliveries (the thread that connected a slot).
+
+    Every thread gets a courier QObject living in it; whether a delivery is queued
+    to the thread's Qt loop or run on the dispatcher is decided per delivery, so a
+    QThread that starts its loop later, or a main thread whose QApplication is
+    created later, receives the deliveries that follow.
 
     Thread affinity: created in the thread it stands for; ``post`` from any thread.
     """
@@ -107,18 +141,11 @@ class Target:
         self._lock = threading.Lock()
         self._pending: list = []
         self._scheduled = False
-        if threading.current_thread() is threading.main_thread() or self._qt_capable_now():
+        try:
             self.qthread = QThread.currentThread()
             self._courier = _Courier(self)
-
-    @staticmethod
-    def _qt_capable_now() -> bool:
-        if app_instance() is None:
-            return False
-        try:
-            return QThread.currentThread().loopLevel() > 0
-        except RuntimeError:
-            return False
+        except RuntimeError:  # pragma: no cover - interpreter shutting down
+            self.qthread = self._courier = None
 
     def queued_to_qt(self) -> bool:
         """Whether deliveries go to this thread's Qt loop (decided per delivery)."""
@@ -152,34 +179,66 @@ class Target:
                 self._courier = None
         dispatcher.post(self.drain)
 
-    def drain(self) -> None:
-        """Run every pending item (on the target thread or the dispatcher)."""
+    def drain(self, budget: Optional[float] = None) -> None:
+        """Run the pending items (on the target thread or the dispatcher).
+
+        With a ``budget`` (seconds) it stops when the budget is spent and schedules
+        the rest for the next turn, ahead of anything posted meanwhile.
+        """
         with self._lock:
             batch = self._pending
             self._pending = []
             self._scheduled = False
-        for item in batch:
+        deadline = time.monotonic() + budget if budget is not None else None
+        for i, item in enumerate(batch):
             try:
                 item()
             except Exception:
                 report_exception("a pizco_qt slot")
+            if deadline is not None and (i & 15) == 15 and time.monotonic() > deadline and i + 1 < len(batch):
+                with self._lock:
+                    self._pending[:0] = batch[i + 1:]
+                    if self._scheduled:
+                        return
+                    self._scheduled = True
+                self._schedule()
+                return
 
 
 _local = threading.local()
-_dispatcher_target: Optional[Target] = None
-_dispatcher_lock = threading.Lock()
 
 
 def current_target() -> Target:
     """The delivery target of the calling thread (one per thread, created on first use)."""
     target = getattr(_local, "target", None)
-    if target is None or (target._courier is None and threading.current_thread() is threading.main_thread()):
+    if target is None or target._courier is None:
         target = Target()
         _local.target = target
-    elif target._courier is None and Target._qt_capable_now():
-        # A QThread that started its event loop after its first connection.
-        target = Target()
-        _local.target = target
+    return target
+
+
+def home_for_delivery(obj: QObject) -> Optional[Target]:
+    """Where a pizco_qt QObject created in this thread gets its signals emitted.
+
+    When this thread runs (or, for the main thread, will run) a Qt loop that
+    deliveries can be queued to, the object stays here and the calling thread's
+    target is returned. Otherwise (a plain script, a worker thread) the object is
+    moved to the dispatcher thread and None is returned: its signals are emitted
+    there, so slots connected to them are called there (Qt queues a QObject's slot
+    to the QObject's own thread, as usual).
+    """
+    target = current_target()
+    if target.queued_to_qt():
+        return target
+    if obj.parent() is not None:
+        return target  # cannot move a child; deliveries still follow the target's rules
+    qthread = dispatcher.qthread()
+    if qthread is not None:
+        try:
+            obj.moveToThread(qthread)
+            return None
+        except RuntimeError:  # pragma: no cover - dispatcher's thread object gone
+            pass
     return target
 
 
@@ -191,50 +250,94 @@ def call_soon(target: Optional[Target], fn: Callable[[], None]) -> None:
         target.post(fn)
 
 
-def run_in_qthread(qthread: Any, fn: Callable[[], Any], timeout: float) -> Any:
-    """Run ``fn`` in the thread of ``qthread`` (which runs an event loop) and wait for it."""
-    import concurrent.futures
+#: What QThreadCaller.call returns for a call dropped because the server stopped.
+WITHDRAWN = object()
 
-    fut: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
 
-    def job() -> None:
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:  # passed back to the waiting thread
-            fut.set_exception(exc)
+class QThreadCaller:
+    """Runs calls in the thread a QObject lives in, for a server's worker thread.
 
-    invoker = _Invoker.for_thread(qthread)
-    invoker.call.emit(job)
-    return fut.result(timeout)
+    A call is queued to that thread's event loop and waited for. If the loop stops
+    running before the call has started (for example a QEventLoop that ended), the
+    call is withdrawn and runs in the waiting thread instead, so the object is
+    still touched by one thread at a time and nothing waits forever.
+
+    Thread affinity: ``call`` from one thread at a time (the server's worker).
+    """
+
+    POLL = 0.05
+
+    def __init__(self) -> None:
+        self._qthread: Any = None
+        self._invoker: Optional[_Invoker] = None
+
+    def _invoker_for(self, qthread: Any) -> "_Invoker":
+        inv = self._invoker
+        if inv is not None and (self._qthread is qthread or self._qthread == qthread):
+            return inv
+        self.close()
+        inv = _Invoker()
+        inv.moveToThread(qthread)
+        self._qthread, self._invoker = qthread, inv
+        return inv
+
+    def call(self, qthread: Any, fn: Callable[[], Any], keep_waiting: Callable[[], bool]) -> Any:
+        """Run ``fn`` in ``qthread`` and return its result (exceptions pass through).
+
+        ``keep_waiting()`` is asked between polls; when it turns False (the server
+        stops) a call that has not started is dropped and ``WITHDRAWN`` is returned.
+        """
+        import concurrent.futures
+
+        fut: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+
+        def job() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return  # withdrawn: it ran (or will not run) elsewhere
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # passed back to the waiting thread
+                fut.set_exception(exc)
+
+        self._invoker_for(qthread).call.emit(job)
+        while True:
+            try:
+                return fut.result(self.POLL)
+            except concurrent.futures.TimeoutError:
+                pass
+            if fut.running():
+                continue  # started: wait for it to finish
+            try:
+                loop_runs = qthread.loopLevel() > 0
+            except RuntimeError:
+                loop_runs = False
+            if not keep_waiting() and fut.cancel():
+                return WITHDRAWN
+            if not loop_runs and fut.cancel():
+                return fn()
+
+    def close(self) -> None:
+        """Let the invoker go (deleted in its own thread)."""
+        inv, self._invoker, self._qthread = self._invoker, None, None
+        if inv is not None:
+            try:
+                inv.deleteLater()
+            except RuntimeError:
+                pass
 
 
 class _Invoker(QObject):
     """Runs callables in the thread it lives in (used for served QObjects)."""
 
     call = Signal(object)
-    _by_thread: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
-    _keep: dict = {}
-    _lock = threading.Lock()
 
     def __init__(self) -> None:
         super().__init__()
         self.call.connect(self._run, QtCore.Qt.QueuedConnection)
 
+    @Slot(object)
     def _run(self, fn: Callable[[], None]) -> None:
         try:
             fn()
         except Exception:
             report_exception("an invoked call")
-
-    @classmethod
-    def for_thread(cls, qthread: Any) -> "_Invoker":
-        key = id(qthread)
-        with cls._lock:
-            inv = cls._keep.get(key)
-            if inv is None:
-                inv = cls()
-                inv.moveToThread(qthread)
-                cls._keep[key] = inv
-            return inv

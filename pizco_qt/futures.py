@@ -8,7 +8,9 @@ runs a Qt event loop (normally the GUI thread), else on the dispatcher thread::
     watcher.finished.connect(show_result)
     watcher.failed.connect(show_error)
 
-Thread affinity: create it in the thread that should receive the signals.
+Thread affinity: create it in the thread that should receive the signals. In a
+thread without a Qt event loop (a plain script) the watcher moves to the
+pizco_qt dispatcher thread and emits there.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import concurrent.futures
 from typing import Any, Optional
 
 from ._qt import QObject, Signal
-from .delivery import current_target
+from .delivery import call_soon, home_for_delivery
 
 __all__ = ["FutureWatcher", "watch_future"]
 
@@ -37,11 +39,11 @@ class FutureWatcher(QObject):
     def __init__(self, future: concurrent.futures.Future, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.future = future
-        self._target = current_target()
+        self._target = home_for_delivery(self)
         future.add_done_callback(self._on_done)
 
     def _on_done(self, fut: concurrent.futures.Future) -> None:
-        self._target.post(lambda: self._emit(fut))
+        call_soon(self._target, lambda: self._emit(fut))
 
     def _emit(self, fut: concurrent.futures.Future) -> None:
         try:

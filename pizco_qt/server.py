@@ -22,8 +22,8 @@ from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 from . import dispatch as _dispatch
 from ._qt import QObject, QtCore, is_qt_signal
 from .agent import FUTURE_TOPIC, Agent, new_msgid
-from .delivery import run_in_qthread
-from .errors import PizcoError
+from .delivery import WITHDRAWN, QThreadCaller
+from .errors import ConnectionLost, PizcoError
 from .protocol import Envelope, Protocol
 from .signals import is_signal_like
 
@@ -86,6 +86,7 @@ class Server(Agent):
         self.recent_errors: Deque[Tuple[float, str, str, str]] = collections.deque(maxlen=50)
         self._affinity: Any = None
         self._registration: Any = None
+        self._caller = QThreadCaller()
         if name is not None:
             # reserve the name before binding: a clash raises here and nothing is bound
             from . import registry
@@ -163,12 +164,12 @@ class Server(Agent):
         return reply
 
     def _call_in_thread(self, thread: Any, fn: Callable[[], Any]) -> Any:
-        while True:
-            try:
-                return run_in_qthread(thread, fn, timeout=0.5)
-            except concurrent.futures.TimeoutError:
-                if not self._worker_running:
-                    return None
+        reply = self._caller.call(thread, fn, lambda: self._worker_running)
+        if reply is WITHDRAWN:
+            exc = ConnectionLost(f"the server at {self.rep_endpoint} stopped before the call could run "
+                                 "in its object's thread")
+            return ("PSMessage", "raise", _dispatch.encode_exception(exc, self.protocol.serializer))
+        return reply
 
     def on_request(self, sender: str, topic: str, content: Any, msgid: str, serializer: str = "pickle") -> Any:
         """Answer 'info', 'stop' and every PSMessage action."""
@@ -300,6 +301,7 @@ class Server(Agent):
         try:
             super().stop(timeout)
         finally:
+            self._caller.close()
             self._done.set()
 
     def __del__(self) -> None:
