@@ -199,6 +199,7 @@ class Agent:
         self._pub_scheduled = False
         self._xpub: Optional[zmq.Socket] = None
         self._xpub_counts: Dict[str, int] = {}
+        self._handled_counts: Dict[str, int] = {}
         self._worker: Optional[threading.Thread] = None
         self._worker_cmds: "collections.deque[Callable[[], None]]" = collections.deque()
         self._worker_wake: Optional[Tuple[_socket.socket, _socket.socket]] = None
@@ -478,6 +479,7 @@ class Agent:
             count = max(count, 0)
             self._xpub_counts[topic] = count
             if topic.startswith("__"):
+                self._handled_counts[topic] = count
                 continue
             self._worker_submit(self._make_sub_event(topic, count, subscribed))
         for topic in acks:
@@ -489,15 +491,22 @@ class Agent:
 
     def _make_sub_event(self, topic: str, count: int, subscribed: bool) -> Callable[[], None]:
         def event() -> None:
-            if subscribed:
-                self.on_subscribe(topic, count)
-            else:
-                self.on_unsubscribe(topic, count)
+            try:
+                if subscribed:
+                    self.on_subscribe(topic, count)
+                else:
+                    self.on_unsubscribe(topic, count)
+            finally:
+                self._handled_counts[topic] = count
         return event
 
     def subscriber_count(self, topic: str) -> int:
-        """How many SUB sockets subscribe to ``topic`` of this agent."""
-        return self._xpub_counts.get(topic, 0)
+        """How many SUB sockets subscribe to ``topic`` of this agent.
+
+        The count changes after ``on_subscribe``/``on_unsubscribe`` has run, so once it
+        shows a subscriber, the server is connected to the served signal.
+        """
+        return self._handled_counts.get(topic, 0)
 
     # ------------------------------------------------------------------ overridable hooks
     def on_request(self, sender: str, topic: str, content: Any, msgid: str) -> Any:

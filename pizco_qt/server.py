@@ -272,7 +272,7 @@ class Server(Agent):
     @property
     def subscribers(self) -> Dict[str, int]:
         """Subscribed SUB sockets per signal name."""
-        return {t: c for t, c in self._xpub_counts.items() if not t.startswith("__") and c > 0}
+        return {t: c for t, c in self._handled_counts.items() if not t.startswith("__") and c > 0}
 
     # ------------------------------------------------------------------ lifecycle
     def serve_forever(self) -> None:
