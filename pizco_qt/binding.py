@@ -179,7 +179,7 @@ class _ProgressAdapter(_Adapter):
     def show(self, value: Any) -> None:
         self.widget.setValue(int(round(float(value))))
         if self.fmt is not None:
-            self.widget.setFormat(self.text(value).replace("%", "%%"))
+            self.widget.setFormat(self.text(value))
 
 
 class _LineEditAdapter(_Adapter):

@@ -410,3 +410,86 @@ def _read_only_line_edit():
     edit = QtWidgets.QLineEdit()
     edit.setReadOnly(True)
     return edit
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def test_bound_gui_example_runs_and_is_screenshot(tmp_path):
+    png = tmp_path / "bound_gui.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "bound_gui.py"), "--quit-after", "2",
+                          "--screenshot", str(png)], capture_output=True, text=True, timeout=60, env=env,
+                         cwd=EXAMPLES)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bound_gui ready rep=tcp://127.0.0.1:"), out.stdout
+    assert "Traceback" not in out.stderr and "Error" not in out.stderr, out.stderr
+    assert png.stat().st_size > 5000
+
+
+@pytest.mark.qt_log_ignore("propagateSizeHints")  # the offscreen platform cannot, and says so
+def test_bound_gui_window_shows_values_and_a_refused_edit(qtbot, served, tmp_path):
+    sys.path.insert(0, EXAMPLES)
+    try:
+        import bound_gui
+    finally:
+        sys.path.remove(EXAMPLES)
+    cryostat = bound_gui.Cryostat()
+    try:
+        server, proxy = served(cryostat)
+        window = bound_gui.build_window(proxy)
+        qtbot.addWidget(window)
+        window.show()
+        spin = window.findChild(QtWidgets.QDoubleSpinBox)
+        lcd = window.findChild(QtWidgets.QLCDNumber)
+        label = window.findChildren(QtWidgets.QLabel)
+        qtbot.waitUntil(lambda: spin.value() == 77.0 and lcd.value() > 0, timeout=5000)
+        qtbot.waitUntil(lambda: any(w.text().endswith(" K") and w.text()[0].isdigit() for w in label), timeout=5000)
+        bindings = spin.findChildren(QtCore.QObject)
+        binding = [b for b in bindings if type(b).__name__ == "Binding"][0]
+        with qtbot.waitSignal(binding.failed, timeout=5000):
+            spin.setValue(450.0)  # outside what the instrument accepts
+        assert "outside 4-400 K" in spin.toolTip()
+        qtbot.waitUntil(lambda: spin.value() == 77.0, timeout=5000)
+        window.grab().save(str(tmp_path / "bound_gui_refused.png"))
+        print("screenshot:", tmp_path / "bound_gui_refused.png")
+    finally:
+        cryostat.stop()
+
+
+def test_readme_has_the_qt_quick_start():
+    from pathlib import Path
+
+    readme = (Path(EXAMPLES).parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Qt quick start: bind a widget", 1)[1].split("\n## ", 1)[0]
+    assert "```python\n# examples/bind_quickstart.py\n" in section  # tests/test_readme.py compares the file
+
+
+def test_qt_quick_start_example_shows_the_value(tmp_path):
+    # run the file as is; exec_() returns once the bound label shows the served value
+    driver = textwrap.dedent(f"""
+        import runpy, sys
+        from qtpy import QtCore, QtWidgets
+        sys.path.insert(0, {EXAMPLES!r})
+        original = QtWidgets.QApplication.exec_
+        def exec_(self=None):
+            app = QtWidgets.QApplication.instance()
+            timer = QtCore.QTimer()
+            def check():
+                texts = [w.text() for w in app.allWidgets() if isinstance(w, QtWidgets.QLabel)]
+                spins = [w.value() for w in app.allWidgets() if isinstance(w, QtWidgets.QSpinBox)]
+                if texts == ["factor = 2"] and spins == [2]:
+                    print("shown", flush=True)
+                    app.quit()
+            timer.timeout.connect(check)
+            timer.start(20)
+            QtCore.QTimer.singleShot(20000, app.quit)
+            return original()
+        QtWidgets.QApplication.exec_ = exec_
+        runpy.run_path({os.path.join(EXAMPLES, "bind_quickstart.py")!r}, run_name="__main__")
+    """)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "shown", (out.stdout, out.stderr)
