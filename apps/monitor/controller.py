@@ -1,0 +1,530 @@
+"""Between proxies and the monitor's models: connections, reads, writes, calls, subscriptions.
+
+Nothing here blocks the GUI thread on the network. Proxies are created (a few
+round trips) and signals subscribed (the subscription is acknowledged by the
+server) on a small pool of worker threads; every other remote call is sent with
+``.future()``-style non-blocking requests whose outcome comes back on the GUI
+thread through ``pizco_qt.FutureWatcher``, with a deadline of the proxy timeout.
+Emissions of subscribed signals are counted by a cheap sink on the pizco_qt
+dispatcher thread; the window drains the sinks a few times per second, so a
+server flooding signals costs the GUI thread one small update per tick.
+
+Thread affinity: the QObjects here live in the GUI thread; the functions given to
+the executor run on its worker threads; ``SignalSink.__call__`` runs on the
+pizco_qt dispatcher thread.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from qtpy import QtCore
+
+from pizco_qt import FutureWatcher, Proxy, RemoteTimeout
+from pizco_qt.errors import ConnectionLost
+from pizco_qt.proxy import RemoteAttribute
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ServerSession", "RegistryClient", "SignalSink", "describe_error", "connectable_endpoint"]
+
+#: Seconds between attempts to reach a server or registry that did not answer.
+RETRY_SECONDS = 3.0
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, readable account of an exception."""
+    if isinstance(exc, concurrent.futures.CancelledError):
+        return "cancelled"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def connectable_endpoint(endpoint: str, host: str = "") -> str:
+    """An endpoint a client can dial: a wildcard bind address becomes ``host`` (else loopback)."""
+    if not endpoint.startswith("tcp://"):
+        return endpoint
+    address, _, port = endpoint[6:].rpartition(":")
+    if address in ("*", "0.0.0.0", "[::]", "::", ""):
+        import socket
+
+        local = host in ("", socket.gethostname(), "localhost")
+        address = "127.0.0.1" if local else host
+    return f"tcp://{address}:{port}"
+
+
+class SignalSink:
+    """Counts and keeps the latest emissions of one signal (called on the dispatcher thread).
+
+    Thread affinity: ``__call__`` on the dispatcher thread, ``drain`` on the GUI thread.
+    """
+
+    def __init__(self, server: str, name: str, keep: int = 500) -> None:
+        self.server = server
+        self.name = name
+        self.count = 0
+        self._lock = threading.Lock()
+        self._recent: Deque[Tuple[float, tuple]] = collections.deque(maxlen=keep)
+        self._drained = 0
+        self._rate_mark = (time.monotonic(), 0)
+        self.rate = 0.0
+
+    def __call__(self, *args: Any) -> None:
+        now = time.time()
+        with self._lock:
+            self.count += 1
+            self._recent.append((now, args))
+
+    def drain(self) -> Tuple[int, List[Tuple[float, tuple]]]:
+        """(total count, emissions kept since the last drain); also updates ``rate``."""
+        with self._lock:
+            count = self.count
+            new = count - self._drained
+            items = list(self._recent)[-new:] if new > 0 else []
+            self._recent.clear()
+            self._drained = count
+        mono = time.monotonic()
+        t0, c0 = self._rate_mark
+        if mono - t0 >= 1.0:
+            self.rate = (count - c0) / (mono - t0)
+            self._rate_mark = (mono, count)
+        return count, items
+
+
+class _Calls(QtCore.QObject):
+    """Non-blocking requests with a deadline, answered on the GUI thread."""
+
+    def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
+        super().__init__(parent)
+        self._watchers: set = set()
+
+    def watch(self, fut: concurrent.futures.Future, on_ok: Callable[[Any], None],
+              on_err: Callable[[BaseException], None], deadline: Optional[float]) -> FutureWatcher:
+        """Call ``on_ok(result)`` or ``on_err(exc)`` on the GUI thread; a timeout cancels the request."""
+        watcher = FutureWatcher(fut, self)
+        expired = []
+
+        def failed(exc: BaseException) -> None:
+            if expired and isinstance(exc, concurrent.futures.CancelledError):
+                exc = RemoteTimeout(f"no answer within {deadline:g} s")
+            on_err(exc)
+
+        def done() -> None:
+            self._watchers.discard(watcher)
+            watcher.deleteLater()
+
+        watcher.finished.connect(on_ok)
+        watcher.failed.connect(failed)
+        watcher.done.connect(done)
+        self._watchers.add(watcher)
+        if deadline:
+            def expire() -> None:
+                if not fut.done():
+                    expired.append(True)
+                    fut.cancel()
+
+            timer = QtCore.QTimer(watcher)
+            timer.setSingleShot(True)
+            timer.timeout.connect(expire)
+            timer.start(int(deadline * 1000))
+        return watcher
+
+
+class ServerSession(QtCore.QObject):
+    """The monitor's connection to one server: its proxy, state, and requests.
+
+    Thread affinity: GUI thread; the proxy is created on an executor thread.
+    """
+
+    #: Signal(str, str) -- new state ('connecting', 'online', 'offline') and a detail.
+    state_changed = QtCore.Signal(str, str)
+    #: Signal(object) -- the server described itself: {name: {'kind', 'type', 'writable', ...}}.
+    described = QtCore.Signal(object)
+    #: Signal(object, float) -- attribute values {name: ('return', v) | ('raise', text)}, seconds taken.
+    values_read = QtCore.Signal(object, float)
+    #: Signal(str) -- something worth a line in the status bar.
+    message = QtCore.Signal(str)
+    #: Signal(str, bool, str) -- a subscription changed: signal name, now subscribed, error text.
+    subscription_changed = QtCore.Signal(str, bool, str)
+
+    def __init__(self, key: str, endpoint: str, executor: concurrent.futures.Executor,
+                 timeout: float = 3.0, proxy_kwargs: Optional[Dict[str, Any]] = None,
+                 parent: Optional[QtCore.QObject] = None) -> None:
+        super().__init__(parent)
+        self.key = key
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.state = "connecting"
+        self.description: Optional[Dict[str, Dict[str, Any]]] = None
+        self.sinks: Dict[str, SignalSink] = {}
+        self.watched: set = set()
+        self.label = key
+        self._executor = executor
+        self._proxy_kwargs = dict(proxy_kwargs or {})
+        self._proxy: Optional[Proxy] = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._connecting = False
+        self._reading = False
+        self._calls = _Calls(self)
+        self._retry = QtCore.QTimer(self)
+        self._retry.setSingleShot(True)
+        self._retry.timeout.connect(self.connect_proxy)
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def proxy(self) -> Optional[Proxy]:
+        """The proxy, once connected."""
+        return self._proxy
+
+    @property
+    def online(self) -> bool:
+        """Whether the server is connected and alive."""
+        return self.state == "online"
+
+    def connect_proxy(self) -> None:
+        """Create the proxy on a worker thread (retried every few seconds until it works)."""
+        if self._closed or self._connecting or self._proxy is not None:
+            return
+        self._connecting = True
+        self._set_state("connecting", f"connecting to {self.endpoint}")
+        gui_thread = QtCore.QThread.currentThread()
+
+        def make() -> Optional[Proxy]:
+            proxy = Proxy(self.endpoint, timeout=self.timeout, **self._proxy_kwargs)
+            proxy._proxy_connection.moveToThread(gui_thread)
+            with self._lock:
+                if not self._closed:
+                    self._proxy = proxy
+                    return proxy
+            proxy._proxy_stop_me()
+            return None
+
+        try:
+            fut = self._executor.submit(make)
+        except RuntimeError:  # executor shut down
+            return
+        self._calls.watch(fut, self._on_proxy, self._on_proxy_failed, None)
+
+    def _on_proxy(self, proxy: Optional[Proxy]) -> None:
+        self._connecting = False
+        if proxy is None or self._closed:
+            return
+        conn = proxy._proxy_connection
+        conn.lost.connect(self._on_lost)
+        conn.regained.connect(self._on_regained)
+        if conn.alive():
+            self._set_state("online", "")
+            self.describe()
+        else:
+            self._set_state("offline", "not answering")
+
+    def _on_proxy_failed(self, exc: BaseException) -> None:
+        self._connecting = False
+        if self._closed:
+            return
+        self._set_state("offline", describe_error(exc))
+        self._retry.start(int(RETRY_SECONDS * 1000))
+
+    def _on_lost(self) -> None:
+        if not self._closed:
+            self._set_state("offline", "lost: missed heartbeats")
+            self.message.emit(f"{self.label} went offline")
+
+    def _on_regained(self) -> None:
+        if not self._closed:
+            self._set_state("online", "")
+            self.message.emit(f"{self.label} is back online")
+            self.describe()
+
+    def _set_state(self, state: str, detail: str) -> None:
+        self.state = state
+        self.state_changed.emit(state, detail)
+
+    # ------------------------------------------------------------------ reading
+    def describe(self) -> None:
+        """Ask the server for its names and kinds (emits ``described``)."""
+        proxy = self._proxy
+        if proxy is None:
+            return
+        core = proxy._proxy_core
+        if "describe" not in core.caps:
+            # a server that cannot describe itself: what 'inspect' said is all we know
+            desc = {name: {"kind": "method", "type": "?", "writable": False, "signature": "(...)",
+                           "doc": "kind unknown: the server does not describe itself",
+                           "maybe_signal": True}
+                    for name in sorted(core.remote_names)}
+            self._on_described(desc)
+            return
+        started = time.perf_counter()
+        self.message.emit(f"Describing {self.label}\u2026")
+
+        def ok(desc: Any) -> None:
+            self.message.emit(f"{self.label}: {len(desc)} names described in "
+                              f"{(time.perf_counter() - started) * 1000:.0f} ms")
+            self._on_described(desc)
+
+        self._calls.watch(core.call_async("describe", {}), ok,
+                          lambda exc: self.message.emit(f"{self.label}: describe failed: {describe_error(exc)}"),
+                          self.timeout)
+
+    def _on_described(self, desc: Dict[str, Dict[str, Any]]) -> None:
+        if self._closed:
+            return
+        self.description = desc
+        self.described.emit(desc)
+
+    def attribute_names(self) -> List[str]:
+        """Names described as attributes."""
+        return [n for n, d in (self.description or {}).items() if d.get("kind") == "attribute"]
+
+    def read(self, names: Optional[List[str]] = None) -> bool:
+        """Read attribute values without blocking (emits ``values_read``); False if one is in flight."""
+        proxy = self._proxy
+        if proxy is None or self._closed or not self.online:
+            return False
+        names = self.attribute_names() if names is None else list(names)
+        if not names or self._reading:
+            return False
+        core = proxy._proxy_core
+        self._reading = True
+        started = time.perf_counter()
+
+        def ok(values: Any) -> None:
+            self._reading = False
+            out = {}
+            for name, (kind, payload) in dict(values).items():
+                if kind == "return":
+                    out[name] = ("return", payload)
+                else:
+                    exc = payload[0] if isinstance(payload, (tuple, list)) and payload else payload
+                    out[name] = ("raise", describe_error(exc) if isinstance(exc, BaseException) else str(exc))
+            self.values_read.emit(out, time.perf_counter() - started)
+
+        def failed(exc: BaseException) -> None:
+            self._reading = False
+            if len(names) > 1 and not isinstance(exc, (RemoteTimeout, ConnectionLost,
+                                                       concurrent.futures.CancelledError)):
+                for name in names:  # one bad value must not hide the others
+                    self._read_one(core, name)
+                return
+            self.message.emit(f"{self.label}: reading {len(names)} attribute(s) failed: {describe_error(exc)}")
+            self.values_read.emit({n: ("raise", describe_error(exc)) for n in names},
+                                  time.perf_counter() - started)
+
+        self._calls.watch(core.call_async("getmany", {"names": names}), ok, failed, self.timeout)
+        return True
+
+    def _read_one(self, core: Any, name: str) -> None:
+        def ok(values: Any) -> None:
+            kind, payload = dict(values)[name]
+            if kind != "return":
+                exc = payload[0] if isinstance(payload, (tuple, list)) and payload else payload
+                payload = describe_error(exc) if isinstance(exc, BaseException) else str(exc)
+            self.values_read.emit({name: (kind, payload)}, 0.0)
+
+        self._calls.watch(core.call_async("getmany", {"names": [name]}), ok,
+                          lambda exc: self.values_read.emit({name: ("raise", describe_error(exc))}, 0.0),
+                          self.timeout)
+
+    # ------------------------------------------------------------------ writing and calling
+    def write(self, name: str, value: Any, done: Callable[[Optional[BaseException]], None]) -> None:
+        """Set attribute ``name`` to ``value``; ``done(None | exception)`` on the GUI thread."""
+        proxy = self._proxy
+        if proxy is None or self._closed:
+            done(ConnectionLost(f"{self.label} is not connected"))
+            return
+        fut = proxy._proxy_core.call_async("setattr", {"name": name, "value": value})
+        self._calls.watch(fut, lambda _: done(None), done, self.timeout)
+
+    def call(self, name: str, args: tuple, kwargs: Dict[str, Any]) -> concurrent.futures.Future:
+        """Call method ``name`` without waiting (no deadline: the caller shows the elapsed time)."""
+        proxy = self._proxy
+        if proxy is None or self._closed:
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_exception(ConnectionLost(f"{self.label} is not connected"))
+            return fut
+        return RemoteAttribute(name, proxy._proxy_core).future(*args, **kwargs)
+
+    def watch_future(self, fut: concurrent.futures.Future, on_ok: Callable[[Any], None],
+                     on_err: Callable[[BaseException], None]) -> FutureWatcher:
+        """Outcome of ``fut`` on the GUI thread (no deadline)."""
+        return self._calls.watch(fut, on_ok, on_err, None)
+
+    # ------------------------------------------------------------------ signals
+    def subscribe(self, name: str) -> None:
+        """Subscribe to signal ``name`` on a worker thread (waits for the server's acknowledgement)."""
+        proxy = self._proxy
+        if proxy is None or self._closed:
+            self.subscription_changed.emit(name, False, "not connected")
+            return
+        sink = self.sinks.get(name)
+        if sink is None:
+            sink = self.sinks[name] = SignalSink(self.label, name)
+        attr = RemoteAttribute(name, proxy._proxy_core)
+        fut = self._executor.submit(attr.connect, sink)
+        self.subscription_changed.emit(name, True, "")
+
+        def failed(exc: BaseException) -> None:
+            self.sinks.pop(name, None)
+            self.subscription_changed.emit(name, False, describe_error(exc))
+
+        self._calls.watch(fut, lambda _: self.message.emit(f"Subscribed to {self.label}.{name}"),
+                          failed, None)
+
+    def unsubscribe(self, name: str) -> None:
+        """Stop receiving signal ``name`` (does not wait for the server)."""
+        sink = self.sinks.pop(name, None)
+        proxy = self._proxy
+        if sink is not None and proxy is not None:
+            try:
+                RemoteAttribute(name, proxy._proxy_core).disconnect(sink)
+            except TypeError:
+                pass  # the subscription had not been made yet; the worker's connect is undone below
+            except Exception as exc:  # a closed proxy
+                logger.debug("unsubscribe %s: %s", name, exc)
+        self.subscription_changed.emit(name, False, "")
+
+    # ------------------------------------------------------------------ closing
+    def close(self) -> None:
+        """Stop the proxy (its subscriptions go with it); the server keeps running."""
+        with self._lock:
+            self._closed = True
+            proxy, self._proxy = self._proxy, None
+        self._retry.stop()
+        self.sinks.clear()
+        if proxy is not None:
+            try:
+                proxy._proxy_stop_me()
+            except Exception:  # pragma: no cover - closing must not fail
+                logger.debug("closing the proxy to %s", self.endpoint, exc_info=True)
+
+
+class RegistryClient(QtCore.QObject):
+    """Follows a registry: its list of servers and its added/removed signals.
+
+    Thread affinity: GUI thread; the registry proxy is created and subscribed on an executor thread.
+    """
+
+    #: Signal(object) -- the full list of entries (dicts), after connecting and periodically.
+    listed = QtCore.Signal(object)
+    #: Signal(object) -- one entry added.
+    added = QtCore.Signal(object)
+    #: Signal(str) -- the name of a server that left.
+    removed = QtCore.Signal(str)
+    #: Signal(str, str) -- 'online' / 'offline' / 'connecting' and a detail.
+    state_changed = QtCore.Signal(str, str)
+
+    def __init__(self, endpoint: str, executor: concurrent.futures.Executor, timeout: float = 2.0,
+                 resync_seconds: float = 5.0, proxy_kwargs: Optional[Dict[str, Any]] = None,
+                 parent: Optional[QtCore.QObject] = None) -> None:
+        super().__init__(parent)
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.state = "connecting"
+        self._executor = executor
+        self._proxy_kwargs = dict(proxy_kwargs or {})
+        self._proxy: Optional[Proxy] = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._connecting = False
+        self._listing = False
+        self._calls = _Calls(self)
+        self._retry = QtCore.QTimer(self)
+        self._retry.setSingleShot(True)
+        self._retry.timeout.connect(self.start)
+        self._resync = QtCore.QTimer(self)
+        self._resync.setInterval(int(resync_seconds * 1000))
+        self._resync.timeout.connect(self.refresh)
+
+    def start(self) -> None:
+        """Connect (on a worker thread) and subscribe to the registry's signals."""
+        if self._closed or self._connecting or self._proxy is not None:
+            return
+        self._connecting = True
+        self._set_state("connecting", f"connecting to the registry at {self.endpoint}")
+        gui_thread = QtCore.QThread.currentThread()
+
+        def make() -> Optional[Proxy]:
+            proxy = Proxy(self.endpoint, timeout=self.timeout, **self._proxy_kwargs)
+            try:
+                proxy._proxy_connection.moveToThread(gui_thread)
+                # emitted from the dispatcher thread, queued to this object's GUI thread
+                proxy.server_added.connect(self.added.emit)
+                proxy.server_removed.connect(self.removed.emit)
+            except BaseException:
+                proxy._proxy_stop_me()
+                raise
+            with self._lock:
+                if not self._closed:
+                    self._proxy = proxy
+                    return proxy
+            proxy._proxy_stop_me()
+            return None
+
+        try:
+            fut = self._executor.submit(make)
+        except RuntimeError:
+            return
+        self._calls.watch(fut, self._on_proxy, self._on_failed, None)
+
+    def _on_proxy(self, proxy: Optional[Proxy]) -> None:
+        self._connecting = False
+        if proxy is None or self._closed:
+            return
+        proxy._proxy_connection.lost.connect(
+            lambda: self._set_state("offline", f"the registry at {self.endpoint} stopped answering"))
+        proxy._proxy_connection.regained.connect(self._on_regained)
+        self._set_state("online", f"registry {self.endpoint}")
+        self.refresh()
+        self._resync.start()
+
+    def _on_regained(self) -> None:
+        self._set_state("online", f"registry {self.endpoint}")
+        self.refresh()
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self._connecting = False
+        if self._closed:
+            return
+        self._set_state("offline", f"no registry at {self.endpoint} ({describe_error(exc)}); "
+                                   f"retrying every {RETRY_SECONDS:g} s")
+        self._retry.start(int(RETRY_SECONDS * 1000))
+
+    def refresh(self) -> None:
+        """Ask for the full list again (emits ``listed``)."""
+        proxy = self._proxy
+        if proxy is None or self._closed or self._listing or not proxy._proxy_connection.alive():
+            return
+        self._listing = True
+
+        def ok(entries: Any) -> None:
+            self._listing = False
+            self.listed.emit(list(entries or []))
+
+        def failed(exc: BaseException) -> None:
+            self._listing = False
+            logger.debug("registry servers(): %s", exc)
+
+        self._calls.watch(RemoteAttribute("servers", proxy._proxy_core).future(), ok, failed, self.timeout)
+
+    def _set_state(self, state: str, detail: str) -> None:
+        self.state = state
+        self.state_changed.emit(state, detail)
+
+    def close(self) -> None:
+        """Stop following the registry."""
+        with self._lock:
+            self._closed = True
+            proxy, self._proxy = self._proxy, None
+        self._retry.stop()
+        self._resync.stop()
+        if proxy is not None:
+            try:
+                proxy._proxy_stop_me()
+            except Exception:  # pragma: no cover
+                logger.debug("closing the registry proxy", exc_info=True)
