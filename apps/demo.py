@@ -19,8 +19,6 @@ Thread affinity: the driver's public methods may be called from any thread (a
 lock serialises instrument access); its reading thread emits
 ``temperature_changed`` several times a second.
 """
-from __future__ import annotations
-
 import argparse
 import contextlib
 import logging
@@ -86,15 +84,11 @@ class TemperatureController:
         except Exception:
             self._rm.close()
             raise
-        #: The VISA resource name.
-        self.resource = resource
-        #: The instrument's identification string.
-        self.idn = self._query("*IDN?")
+        self._resource = resource
+        self._idn = self._query("*IDN?")
         #: Seconds the stage takes to cover 63 % of a setpoint step (heater on); writable.
         self.response_time = 4.0
-        #: Units of every temperature.
-        self.units = "K"
-        self.readings = 0
+        self._readings = 0
         self._interval = float(interval)
         self._heater = int(self._query("HTR:RANG?"))
         self._setpoint = float(self._query("SOUR:TEMP?"))
@@ -115,6 +109,21 @@ class TemperatureController:
             raise ValueError(f"the instrument refused {command!r} (answered {answer!r})")
 
     # ------------------------------------------------------------------ attributes
+    @property
+    def idn(self) -> str:
+        """The instrument's identification string (asked once, at connection)."""
+        return self._idn
+
+    @property
+    def resource(self) -> str:
+        """The VISA resource name."""
+        return self._resource
+
+    @property
+    def readings(self) -> int:
+        """How many readings were taken since the start."""
+        return self._readings
+
     @property
     def setpoint(self) -> float:
         """Target temperature in kelvin (4 to 400); writing it starts a ramp."""
@@ -201,7 +210,7 @@ class TemperatureController:
             tau = max(0.1, self.response_time) / gain
             self._temperature += (self._setpoint - self._temperature) * (1.0 - math.exp(-dt / tau))
             self._temperature += noise
-            self.readings += 1
+            self._readings += 1
             value = self._temperature
         return round(value, 4)
 

@@ -95,6 +95,15 @@ class SignalSink:
         return count, items
 
 
+def _copy_outcome(src: concurrent.futures.Future, dst: concurrent.futures.Future) -> None:
+    if src.cancelled():
+        dst.cancel()
+    elif src.exception() is not None:
+        dst.set_exception(src.exception())
+    else:
+        dst.set_result(src.result())
+
+
 class _Calls(QtCore.QObject):
     """Non-blocking requests with a deadline, answered on the GUI thread."""
 
@@ -105,7 +114,11 @@ class _Calls(QtCore.QObject):
     def watch(self, fut: concurrent.futures.Future, on_ok: Callable[[Any], None],
               on_err: Callable[[BaseException], None], deadline: Optional[float]) -> FutureWatcher:
         """Call ``on_ok(result)`` or ``on_err(exc)`` on the GUI thread; a timeout cancels the request."""
-        watcher = FutureWatcher(fut, self)
+        # The watcher follows a relay that is completed only after the slots are
+        # connected: a future already finished here would otherwise be reported
+        # inline, before anyone listens.
+        relay: concurrent.futures.Future = concurrent.futures.Future()
+        watcher = FutureWatcher(relay, self)
         expired = []
 
         def failed(exc: BaseException) -> None:
@@ -121,6 +134,7 @@ class _Calls(QtCore.QObject):
         watcher.failed.connect(failed)
         watcher.done.connect(done)
         self._watchers.add(watcher)
+        fut.add_done_callback(lambda src: _copy_outcome(src, relay))
         if deadline:
             def expire() -> None:
                 if not fut.done():
@@ -150,6 +164,8 @@ class ServerSession(QtCore.QObject):
     message = QtCore.Signal(str)
     #: Signal(str, bool, str) -- a subscription changed: signal name, now subscribed, error text.
     subscription_changed = QtCore.Signal(str, bool, str)
+    #: Signal(str) -- the server confirmed a subscription: every later emission arrives.
+    subscription_active = QtCore.Signal(str)
 
     def __init__(self, key: str, endpoint: str, executor: concurrent.futures.Executor,
                  timeout: float = 3.0, proxy_kwargs: Optional[Dict[str, Any]] = None,
@@ -373,8 +389,11 @@ class ServerSession(QtCore.QObject):
             self.sinks.pop(name, None)
             self.subscription_changed.emit(name, False, describe_error(exc))
 
-        self._calls.watch(fut, lambda _: self.message.emit(f"Subscribed to {self.label}.{name}"),
-                          failed, None)
+        def ok(_: Any) -> None:
+            self.message.emit(f"Subscribed to {self.label}.{name}")
+            self.subscription_active.emit(name)
+
+        self._calls.watch(fut, ok, failed, None)
 
     def unsubscribe(self, name: str) -> None:
         """Stop receiving signal ``name`` (does not wait for the server)."""

@@ -701,7 +701,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         if session is self.current:
             self.attribute_model.set_values(values)
             errors = sum(1 for kind, _ in values.values() if kind != "return")
-            if len(values) > 1 or not self.auto_refresh.isChecked():
+            if len(values) > 1:
                 text = f"{session.label}: read {len(values)} attribute(s) in {took * 1000:.0f} ms"
                 if errors:
                     text += f", {errors} failed"
