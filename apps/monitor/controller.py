@@ -208,11 +208,9 @@ class ServerSession(QtCore.QObject):
             return
         self._connecting = True
         self._set_state("connecting", f"connecting to {self.endpoint}")
-        gui_thread = QtCore.QThread.currentThread()
 
         def make() -> Optional[Proxy]:
             proxy = Proxy(self.endpoint, timeout=self.timeout, **self._proxy_kwargs)
-            proxy._proxy_connection.moveToThread(gui_thread)
             with self._lock:
                 if not self._closed:
                     self._proxy = proxy
@@ -466,12 +464,10 @@ class RegistryClient(QtCore.QObject):
             return
         self._connecting = True
         self._set_state("connecting", f"connecting to the registry at {self.endpoint}")
-        gui_thread = QtCore.QThread.currentThread()
 
         def make() -> Optional[Proxy]:
             proxy = Proxy(self.endpoint, timeout=self.timeout, **self._proxy_kwargs)
             try:
-                proxy._proxy_connection.moveToThread(gui_thread)
                 # emitted from the dispatcher thread, queued to this object's GUI thread
                 proxy.server_added.connect(self.added.emit)
                 proxy.server_removed.connect(self.removed.emit)
