@@ -27,8 +27,8 @@ from ._qt import QObject, QThread, QtCore, Signal, Slot, app_instance, runs_even
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Target", "current_target", "dispatcher", "report_exception", "home_for_delivery",
-           "call_soon", "QThreadCaller", "WITHDRAWN"]
+__all__ = ["Target", "current_target", "dispatcher", "report_exception", "call_soon",
+           "QThreadCaller", "WITHDRAWN"]
 
 
 def report_exception(where: str) -> None:
@@ -48,32 +48,11 @@ class _Dispatcher:
         self._queue: "collections.deque[Callable[[], None]]" = collections.deque()
         self._cond = threading.Condition(threading.Lock())
         self._thread: Optional[threading.Thread] = None
-        self._qthread: Optional[tuple] = None
 
     @property
     def ident(self) -> Optional[int]:
         t = self._thread
         return t.ident if t is not None else None
-
-    def qthread(self) -> Any:
-        """The dispatcher thread's QThread object (to move QObjects there), or None."""
-        if threading.get_ident() == self.ident:
-            return QThread.currentThread()
-        cached = self._qthread
-        if cached is not None and cached[0] == self.ident:
-            return cached[1]
-        box: list = []
-        done = threading.Event()
-
-        def fetch() -> None:
-            box.append(QThread.currentThread())
-            done.set()
-
-        self.post(fetch)
-        if not done.wait(5):
-            return None
-        self._qthread = (self.ident, box[0])
-        return box[0]
 
     def post(self, fn: Callable[[], None]) -> None:
         with self._cond:
@@ -214,31 +193,6 @@ def current_target() -> Target:
     if target is None or target._courier is None:
         target = Target()
         _local.target = target
-    return target
-
-
-def home_for_delivery(obj: QObject) -> Optional[Target]:
-    """Where a pizco_qt QObject created in this thread gets its signals emitted.
-
-    When this thread runs (or, for the main thread, will run) a Qt loop that
-    deliveries can be queued to, the object stays here and the calling thread's
-    target is returned. Otherwise (a plain script, a worker thread) the object is
-    moved to the dispatcher thread and None is returned: its signals are emitted
-    there, so slots connected to them are called there (Qt queues a QObject's slot
-    to the QObject's own thread, as usual).
-    """
-    target = current_target()
-    if target.queued_to_qt():
-        return target
-    if obj.parent() is not None:
-        return target  # cannot move a child; deliveries still follow the target's rules
-    qthread = dispatcher.qthread()
-    if qthread is not None:
-        try:
-            obj.moveToThread(qthread)
-            return None
-        except RuntimeError:  # pragma: no cover - dispatcher's thread object gone
-            pass
     return target
 
 

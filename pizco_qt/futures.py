@@ -9,8 +9,10 @@ runs a Qt event loop (normally the GUI thread), else on the dispatcher thread::
     watcher.failed.connect(show_error)
 
 Thread affinity: create it in the thread that should receive the signals. In a
-thread without a Qt event loop (a plain script) the watcher moves to the
-pizco_qt dispatcher thread and emits there.
+thread without a Qt event loop (a plain script) the signals are emitted on the
+pizco_qt dispatcher thread; there, connect with ``Qt.DirectConnection`` (PyQt
+queues a plain function's call to the thread that connected it, which never
+runs a loop in a plain script).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import concurrent.futures
 from typing import Any, Optional
 
 from ._qt import QObject, Signal
-from .delivery import call_soon, home_for_delivery
+from .delivery import current_target
 
 __all__ = ["FutureWatcher", "watch_future"]
 
@@ -39,11 +41,11 @@ class FutureWatcher(QObject):
     def __init__(self, future: concurrent.futures.Future, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.future = future
-        self._target = home_for_delivery(self)
+        self._target = current_target()
         future.add_done_callback(self._on_done)
 
     def _on_done(self, fut: concurrent.futures.Future) -> None:
-        call_soon(self._target, lambda: self._emit(fut))
+        self._target.post(lambda: self._emit(fut))
 
     def _emit(self, fut: concurrent.futures.Future) -> None:
         try:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import config
 from ._qt import QObject, QtCore, Signal, is_deleted, is_qt_signal, slot_arity
 from .agent import FUTURE_TOPIC, HEARTBEAT_TOPIC, Agent, connectable, new_msgid
-from .delivery import Target, call_soon, current_target, dispatcher, home_for_delivery, report_exception
+from .delivery import Target, current_target, dispatcher, report_exception
 from .dispatch import builtin_exception
 from .errors import ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, raise_remote
 from .protocol import OOB, Envelope, Protocol
@@ -285,8 +285,8 @@ class _ProxyCore:
         self.agent = Agent(protocol=protocol, _bind=False)
         self.closed = False
         self.lock = threading.Lock()
+        self.target = current_target()
         self.connection = ConnectionState()
-        self.target = home_for_delivery(self.connection)
         self.signals: Dict[str, _SignalSub] = {}
         self.futures: Dict[str, RemoteFuture] = {}
         self.orphans: Dict[str, Tuple[float, Any]] = {}
@@ -379,7 +379,7 @@ class _ProxyCore:
             except RuntimeError:
                 pass  # the state object is gone with its thread
 
-        call_soon(self.target, emit)
+        self.target.post(emit)
 
     def _probe(self) -> None:
         """Ask the (possibly restarted) server for its endpoints; I/O thread."""

@@ -317,3 +317,51 @@ def test_slot_exception_goes_to_excepthook_and_delivery_continues(qtbot, served,
     proxy.set_value("2")
     qtbot.waitUntil(lambda: got == ["1", "2"] and len(hooked) == 2, timeout=GUI_WAIT)
     assert [str(e) for e in hooked] == ["bad 1", "bad 2"]
+
+
+# ------------------------------------------------------------------ future helpers
+def test_future_watcher_reports_on_the_gui_thread_without_freezing(qtbot, served):
+    from pizco_qt import FutureWatcher
+    from objects import CustomError
+
+    _, proxy = served(Meter())
+    ticks = []
+    timer = QtCore.QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(10)
+    try:
+        watcher = FutureWatcher(proxy.slow.future(0.3))
+        results = []
+        watcher.finished.connect(lambda r: results.append((r, QtCore.QThread.currentThread())))
+        with qtbot.waitSignal(watcher.finished, timeout=GUI_WAIT) as blocker:
+            pass
+        assert blocker.args == ["slept 0.3"]
+        assert results and is_gui(results[0][1])
+        assert len(ticks) >= 5  # the event loop kept running during the slow call
+    finally:
+        timer.stop()
+
+    failing = FutureWatcher(proxy.set_value.future())  # missing argument: TypeError remotely
+    with qtbot.waitSignal(failing.failed, timeout=GUI_WAIT) as blocker:
+        pass
+    assert isinstance(blocker.args[0], TypeError)
+    assert not isinstance(blocker.args[0], CustomError)
+
+
+def test_future_watcher_in_a_plain_thread_emits_on_the_dispatcher(served):
+    from pizco_qt import FutureWatcher
+
+    _, proxy = served(Meter())
+    got = []
+    box = {}
+
+    def make():
+        box["w"] = FutureWatcher(proxy.slow.future(0.2))
+        box["w"].finished.connect(lambda r: got.append((r, threading.current_thread().name)),
+                                  QtCore.Qt.DirectConnection)
+
+    t = threading.Thread(target=make)
+    t.start()
+    t.join(10)
+    wait_until(lambda: got, timeout=10)
+    assert got == [("slept 0.2", "pizco-dispatcher")]
