@@ -811,7 +811,8 @@ class Proxy:
         local = self.__dict__.get("_proxy_local_server")
         process = self.__dict__.get("_proxy_process")
         try:
-            if not core.closed and core.alive:
+            child_gone = process is not None and not process.alive()
+            if not core.closed and core.alive and not child_gone:
                 core.agent.request(core.endpoint, "stop", min(core.timeout, 5.0))
         except (RemoteTimeout, ProtocolError, PizcoError):
             logger.debug("stop request to %s", core.endpoint, exc_info=True)

@@ -84,6 +84,8 @@ class Server(Agent):
         self.emissions: Dict[str, int] = collections.defaultdict(int)
         #: The last errors raised by served code: (time, action, name, text).
         self.recent_errors: Deque[Tuple[float, str, str, str]] = collections.deque(maxlen=50)
+        #: Errors raised by served code since the server started.
+        self.errors_total = 0
         self._affinity: Any = None
         self._registration: Any = None
         self._caller = QThreadCaller()
@@ -161,6 +163,7 @@ class Server(Agent):
             action = content[1] if isinstance(content, tuple) and len(content) == 3 else "?"
             name = content[2].get("name", "") if action != "?" and isinstance(content[2], dict) else ""
             self.recent_errors.append((time.time(), str(action), str(name), repr(exc)))
+            self.errors_total += 1
         return reply
 
     def _call_in_thread(self, thread: Any, fn: Callable[[], Any]) -> Any:
@@ -272,7 +275,8 @@ class Server(Agent):
     @property
     def subscribers(self) -> Dict[str, int]:
         """Subscribed SUB sockets per signal name."""
-        return {t: c for t, c in self._handled_counts.items() if not t.startswith("__") and c > 0}
+        counts = dict(self._handled_counts)  # a snapshot: another thread updates it
+        return {t: c for t, c in counts.items() if not t.startswith("__") and c > 0}
 
     # ------------------------------------------------------------------ lifecycle
     def serve_forever(self) -> None:
