@@ -6,7 +6,6 @@ import signal
 import statistics
 import sys
 import textwrap
-import threading
 import time
 import uuid
 
@@ -31,7 +30,7 @@ def stop_later():
         proxy._proxy_stop_server()
 
 
-def test_serve_in_process_returns_a_working_proxy(stop_later):
+def test_serve_in_process_returns_a_working_proxy(stop_later, qtbot):
     proxy = Server.serve_in_process(Stage, (2.0,), {})
     stop_later(proxy)
     child = proxy._proxy_process
@@ -39,11 +38,9 @@ def test_serve_in_process_returns_a_working_proxy(stop_later):
     assert proxy.position == 2.0
     assert proxy.move_by(1.5, speed=2) == 5.0
     received = []
-    got = threading.Event()
-    proxy.position_changed.connect(lambda new, old: (received.append((new, old)), got.set()))
+    proxy.position_changed.connect(lambda new, old: received.append((new, old)))
     proxy.position = 7
-    assert got.wait(10)
-    assert received == [(7.0, 5.0)]
+    qtbot.waitUntil(lambda: received == [(7.0, 5.0)], timeout=10000)
     assert proxy._proxy_endpoint.startswith("tcp://127.0.0.1:")
 
 
