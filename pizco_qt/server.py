@@ -94,7 +94,7 @@ class Server(Agent):
             from . import registry
 
             protocol = protocol if protocol is not None else Protocol.from_environment()
-            self._registration = registry.reserve_name(name, protocol)
+            self._registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint)
         try:
             super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure)
         except BaseException:

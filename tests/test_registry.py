@@ -264,6 +264,22 @@ def test_a_killed_server_expires_within_ten_seconds(reg_server, closing):
         _reap(child)
 
 
+def _serve_again(endpoint: str):
+    """A registry on ``endpoint`` again (ZMQ releases a closed port asynchronously: retry briefly)."""
+    made = []
+
+    def attempt() -> bool:
+        try:
+            made.append(registry.serve_registry(endpoint))
+        except PizcoError as exc:
+            assert "in use" in str(exc)
+            return False
+        return True
+
+    wait_until(attempt, timeout=10, interval=0.05)
+    return made[0]
+
+
 def test_a_live_server_registers_again_after_a_registry_restart(monkeypatch, closing):
     first = registry.serve_registry("tcp://127.0.0.1:0")
     endpoint = first.rep_endpoint
@@ -273,7 +289,7 @@ def test_a_live_server_registers_again_after_a_registry_restart(monkeypatch, clo
         assert first.served_object.lookup("survivor")["rep_endpoint"] == server.rep_endpoint
     finally:
         first.stop()
-    second = closing(registry.serve_registry(endpoint))
+    second = closing(_serve_again(endpoint))
     start = time.monotonic()
     wait_until(lambda: "survivor" in [e["name"] for e in second.served_object.servers()], timeout=10)
     assert time.monotonic() - start < 10
@@ -376,3 +392,23 @@ def test_a_served_registry_sweeps_silent_entries_on_its_own(closing):
     wait_until(lambda: removed == ["far"], timeout=10)
     assert time.monotonic() - registered >= 0.9
     assert rp.servers() == []
+
+
+def test_a_server_restarted_on_its_fixed_endpoint_takes_its_name_back(reg_server, closing):
+    """A crashed server's entry (still fresh) does not block its restart on the same TCP endpoint."""
+    endpoint = _free_tcp_endpoint()
+    rp = closing(registry.registry_proxy())
+    removed, added = [], []
+    _connect_off_main(rp.server_removed, removed.append)
+    _connect_off_main(rp.server_added, added.append)
+    here = registry._HERE
+    crashed = {"name": "stage", "class": "objects.Stage", "rep_endpoint": endpoint,
+               "pub_endpoint": "tcp://127.0.0.1:1", "host": socket.gethostname(), "pid": os.getpid(),
+               "started": time.time() - 60}
+    assert rp.register(crashed, "token-of-the-crashed-one", here) is None  # as if it had died just now
+    with pytest.raises(PizcoError, match="already used"):
+        Server(Stage(), name="stage")                  # another endpoint: a clash
+    server = closing(Server(Stage(), endpoint, name="stage"))
+    assert registry.lookup("stage")["rep_endpoint"] == endpoint
+    assert registry.lookup("stage")["started"] == server.started
+    wait_until(lambda: removed == ["stage"] and [e["name"] for e in added] == ["stage", "stage"], timeout=5)
