@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import config
 from ._qt import QObject, QtCore, Signal, is_deleted, is_qt_signal, slot_arity
-from .agent import FUTURE_TOPIC, HEARTBEAT_TOPIC, Agent, connectable, new_msgid
+from .agent import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, Agent, connectable, new_msgid
 from .delivery import Target, current_target, dispatcher, report_exception
 from .dispatch import builtin_exception
 from .errors import ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, raise_remote
@@ -298,6 +298,7 @@ class _ProxyCore:
         self.last_seen = time.monotonic()
         self.probing = False
         self.checking = False
+        self.confirming: Optional[str] = None
         self.local_server: Any = None
         self.process: Any = None
         try:
@@ -341,7 +342,33 @@ class _ProxyCore:
     def _on_heartbeat(self, env: Envelope, frames: List[bytes]) -> None:
         self.last_seen = time.monotonic()
         if not self.alive:
+            self._confirm()
+
+    def _confirm(self) -> None:
+        """Declare the server regained once it has our subscriptions again (I/O thread).
+
+        The first heartbeat after a loss proves the SUB socket reconnected and
+        re-sent its subscriptions; an acknowledgement marker subscribed now
+        follows them on the same pipe, so when it comes back every remote signal
+        connection is active on the server and 'regained' can promise delivery.
+        """
+        if "ack" not in self.caps:
             self._set_alive(True)
+            return
+        if self.confirming is not None:
+            return
+        agent = self.agent
+        token = self.confirming = f"{ACK_PREFIX}{new_msgid()}"
+        sender = self.sender
+
+        def finish(*_: Any) -> None:
+            if self.confirming == token:
+                self.confirming = None
+                agent._remove_sub(sender, token)
+                self._set_alive(True)
+
+        agent._add_sub(sender, token, finish)
+        agent._io.call_later(self.timeout, finish)  # an old or busy server: regained anyway
 
     def _check_liveness(self) -> None:
         if self.closed:
@@ -415,7 +442,8 @@ class _ProxyCore:
             for (sender, topic), sub in list(agent._subs.items()):
                 agent._remove_sub(sender, topic)
                 agent._add_sub(self.sender, topic, sub.sink)
-        self._set_alive(True)
+        if not self.tracking:
+            self._set_alive(True)  # else the next heartbeat confirms it (_confirm)
 
     # ---------------------------------------------------------------- futures
     def _on_future_frames(self, env: Envelope, frames: List[bytes]) -> None:
