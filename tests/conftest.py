@@ -22,14 +22,7 @@ if HERE not in sys.path:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
-    """Poll ``predicate`` until it is truthy (returned) or fail after ``timeout`` seconds.
-
-    On the main thread of an existing Q(Core)Application (pytest-qt's ``qapp`` lives
-    for the whole session once a test used it) deliveries are queued to that
-    thread, so the wait processes Qt events meanwhile.
-    """
-    from qtpy.QtCore import QCoreApplication, QThread
-
+    """Poll ``predicate`` until it is truthy (returned) or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     event = threading.Event()
     while True:
@@ -38,9 +31,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        app = QCoreApplication.instance()
-        if app is not None and QThread.currentThread() is app.thread():
-            QCoreApplication.processEvents()
         event.wait(interval)
 
 
