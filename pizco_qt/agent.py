@@ -28,6 +28,7 @@ import zmq
 
 from . import config, iothread
 from .delivery import Target, current_target, dispatcher, report_exception
+from ._frames import readable, recv_frames, send_frames
 from .errors import PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Envelope, Protocol, header
 from .security import check_bind_allowed
@@ -84,7 +85,7 @@ def connectable(endpoint: str, dialed: Optional[str] = None) -> str:
 class _Channel:
     """A DEALER owned by one thread for synchronous requests to one endpoint."""
 
-    __slots__ = ("sock", "lock", "endpoint", "closed", "__weakref__")
+    __slots__ = ("sock", "lock", "endpoint", "closed", "timeout_ms", "__weakref__")
 
     def __init__(self, endpoint: str) -> None:
         sock = iothread.context().socket(zmq.DEALER)
@@ -95,27 +96,37 @@ class _Channel:
         self.lock = threading.Lock()
         self.endpoint = endpoint
         self.closed = False
+        self.timeout_ms = -1
 
-    def roundtrip(self, frames: List[Any], msgid: bytes, timeout: float, action: str) -> List[bytes]:
+    def roundtrip(self, frames: List[Any], msgid: bytes, timeout: float, action: str) -> List[Any]:
         sock = self.sock
         with self.lock:
             if self.closed:
                 raise PizcoError(f"the connection to {self.endpoint} is closed")
+            ms = max(1, int(timeout * 1000))
+            if ms != self.timeout_ms:  # blocking send/recv bounded by the socket's timeouts
+                sock.setsockopt(zmq.SNDTIMEO, ms)
+                sock.setsockopt(zmq.RCVTIMEO, ms)
+                self.timeout_ms = ms
             deadline = time.monotonic() + timeout
-            sock.setsockopt(zmq.SNDTIMEO, max(1, int(timeout * 1000)))
             try:
-                sock.send_multipart([b""] + frames, copy=False)
+                send_frames(sock, [b""] + frames)
             except zmq.Again:
                 raise RemoteTimeout(action, self.endpoint, timeout) from None
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000)), zmq.POLLIN):
-                    raise RemoteTimeout(action, self.endpoint, timeout)
-                reply = sock.recv_multipart()
+                try:
+                    reply = recv_frames(sock)
+                except zmq.Again:
+                    raise RemoteTimeout(action, self.endpoint, timeout) from None
                 if len(reply) >= 5 and reply[0] == b"" and reply[4] == msgid:
                     return reply[1:]
                 # a late reply to an earlier call that timed out: drop it
                 logger.debug("dropping a stale reply from %s", self.endpoint)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RemoteTimeout(action, self.endpoint, timeout)
+                sock.setsockopt(zmq.RCVTIMEO, max(1, int(remaining * 1000)))
+                self.timeout_ms = -1
 
     def close(self) -> None:
         if self.lock.acquire(timeout=0.5):
@@ -289,26 +300,30 @@ class Agent:
             return
         ready.set()
         wake_r = self._worker_wake[0]
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(wake_r.fileno(), zmq.POLLIN)
+        wake_fd = wake_r.fileno()
+        items = [(router, zmq.POLLIN), (wake_fd, zmq.POLLIN)]
+        poll = zmq.zmq_poll
         cmds = self._worker_cmds
         try:
             while self._worker_running:
                 try:
-                    events = dict(poller.poll(1000))
+                    events = poll(items, 1000)
                 except zmq.ZMQError:
                     break
-                if router in events:
+                woken = False
+                for item, _ in events:
+                    if item is not router:
+                        woken = True
+                        continue
                     for _ in range(256):
                         try:
-                            frames = router.recv_multipart(zmq.NOBLOCK)
+                            frames = recv_frames(router, zmq.NOBLOCK, 7)
                         except zmq.Again:
                             break
                         self._handle_raw_request(router, frames)
-                        if not self._worker_running:
+                        if not self._worker_running or not readable(router):
                             break
-                if cmds or wake_r.fileno() in events:
+                if cmds or woken:
                     try:
                         while wake_r.recv(4096):
                             pass
@@ -375,7 +390,7 @@ class Agent:
             reply = self._serialization_failure(reply, exc)
             frames = self.protocol.encode(self.sender, env.topic, reply, env.msgid, ser)
         try:
-            router.send_multipart(route + frames, copy=False)
+            send_frames(router, route + frames)
         except zmq.ZMQError as exc:
             logger.warning("cannot send the reply to %s: %s", env.msgid, exc)
 
@@ -427,11 +442,10 @@ class Agent:
         if sock is None:
             queue.clear()
             return
-        send = sock.send_multipart
         while queue:
             frames = queue.popleft()
             try:
-                send(frames, zmq.NOBLOCK, copy=False)
+                send_frames(sock, frames, zmq.NOBLOCK)
             except zmq.Again:
                 pass  # a subscriber reached its high-water mark: dropped for it
             except zmq.ZMQError:
@@ -586,7 +600,7 @@ class Agent:
         def send() -> None:
             sock = self._async_sock(endpoint)
             try:
-                sock.send_multipart([b""] + frames, zmq.NOBLOCK, copy=False)
+                send_frames(sock, [b""] + frames, zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 entry = self._async_pending.pop(msgid, None)
                 if entry is not None:
@@ -615,7 +629,7 @@ class Agent:
     def _on_async_readable(self, sock: zmq.Socket) -> None:
         for _ in range(1000):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock, zmq.NOBLOCK, 6)
             except zmq.Again:
                 return
             if len(frames) < 6 or frames[0] != b"":
@@ -676,7 +690,7 @@ class Agent:
         subs = self._subs
         for _ in range(2000):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(sock, zmq.NOBLOCK, 5)
             except zmq.Again:
                 return
             try:

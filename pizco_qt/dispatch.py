@@ -43,8 +43,14 @@ def default_return_as_remote(value: Any) -> bool:
     return any(hasattr(value, name) for name in ("__get__", "__getitem__", "__setitem__"))
 
 
+_PLAIN_EXACT = frozenset({str, bytes, bytearray, memoryview, tuple, list, set, frozenset, int, float, complex,
+                          type(None), bool})
+
+
 def default_force_as_object(value: Any) -> bool:
     """Plain values (numbers, strings, bytes, tuples, lists, sets, arrays) travel by value."""
+    if type(value) in _PLAIN_EXACT:
+        return True
     return isinstance(value, _PLAIN) or hasattr(value, "__array_interface__")
 
 

@@ -24,6 +24,7 @@ Thread affinity: a Protocol is immutable and may be shared by all threads.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -59,9 +60,15 @@ class Message(NamedTuple):
     msgid: str
 
 
+@functools.lru_cache(maxsize=1024)
 def header(sender: str, topic: str) -> bytes:
     """The header frame (and subscription prefix) for ``sender`` and ``topic``."""
     return f"{PREFIX}+{sender}+{topic}".encode("utf-8")
+
+
+#: Serializer frames that need no validation (the common ones), decoded.
+_KNOWN_SER = {b"pickle": "pickle", b"json": "json", OOB.encode(): OOB,
+              **{f"pickle{n}".encode(): f"pickle{n}" for n in range(pickle.HIGHEST_PROTOCOL + 1)}}
 
 
 def _check_serializer(name: str) -> str:
@@ -191,15 +198,16 @@ class Protocol:
         head = bytes(frames[0])
         if not head.startswith(_PREFIX_B):
             raise ProtocolError(f"wrong header {head[:40]!r} (expected {PREFIX}+sender+topic)")
+        ser_b = bytes(frames[1])
         try:
             parts = head.decode("utf-8").split("+")
-            ser = bytes(frames[1]).decode("ascii")
+            ser = _KNOWN_SER.get(ser_b) or ser_b.decode("ascii")
             msgid = bytes(frames[3]).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError(f"undecodable header, serializer or message id: {exc}") from None
         if len(parts) != 3:
             raise ProtocolError(f"wrong header {head[:40]!r}: expected three '+'-separated parts")
-        if ser not in ("pickle", "json", OOB) and not (ser.startswith("pickle") and ser[6:].isdigit()):
+        if ser_b not in _KNOWN_SER and not (ser.startswith("pickle") and ser[6:].isdigit()):
             raise ProtocolError(f"unknown serializer {ser!r}")
         return Envelope(parts[1], parts[2], ser, msgid)
 

@@ -45,6 +45,8 @@ _PROBE_NAMES = frozenset({
 
 
 def _is_local_name(name: str) -> bool:
+    if name[:1] != "_":
+        return name in _PROBE_NAMES
     return (name in _PROBE_NAMES or name.startswith("_proxy_") or name.startswith("_repr_")
             or name.startswith("_ipython_") or (name.startswith("__") and name.endswith("__")))
 
@@ -647,10 +649,19 @@ class _ProxyCore:
         self.agent.stop()
 
 
-def _local_server(endpoint: str) -> Any:
-    from .server import local_server_for
+_local_servers: Optional[Dict[str, Any]] = None
 
-    server = local_server_for(endpoint)
+
+def _local_server(endpoint: str) -> Any:
+    global _local_servers
+    servers = _local_servers
+    if servers is None:
+        from .server import _LOCAL_QOBJECT_SERVERS
+
+        servers = _local_servers = _LOCAL_QOBJECT_SERVERS
+    if not servers:  # the common case: no served QObject in this process
+        return None
+    server = servers.get(endpoint)
     if server is None:
         return None
     obj = server._affinity
