@@ -28,6 +28,14 @@ RELATED = [
     ("pizco_qt.binding", "Watch", "what `watch(...)` returns"),
     ("pizco_qt.registry", "Registry", "the object a registry serves"),
     ("pizco_qt.registry", "RegistryUnavailable", "raised when no registry answers"),
+    ("pizco_qt.process", "ProcessStartError", "raised when `serve_in_process` cannot start its child"),
+    ("pizco_qt.apps.monitor", "MonitorWindow", "the window of `pizco-monitor`"),
+    ("pizco_qt.apps.status", "StatusWindow", "the window of `gui=True` and `pizco-server -g`"),
+]
+#: The fixtures of the pytest plugin (module, name).
+FIXTURES = [
+    ("pizco_qt.pytest_plugin", "pizco_serve_thread"),
+    ("pizco_qt.pytest_plugin", "pizco_serve_process"),
 ]
 #: Module-level functions users call, documented with their module.
 FUNCTIONS = [
@@ -230,6 +238,18 @@ def generate() -> str:
         except Exception:
             continue
         lines += _section(f"{module_name}.{name}", obj)
+    fixtures = []
+    for module_name, name in FIXTURES:
+        try:
+            obj = getattr(importlib.import_module(module_name), name)
+        except Exception:
+            continue
+        func = getattr(obj, "__wrapped__", None) or getattr(obj, "_get_wrapped_function", lambda: obj)()
+        fixtures += [f"## `{name}`", "", _doc(func) or _doc(obj) or "(undocumented)", ""]
+    if fixtures:
+        lines += ["# pytest fixtures", "",
+                  "Installing pizco_qt registers a pytest plugin (entry point `pytest11`) with these fixtures.",
+                  ""] + fixtures
     lines += ["# Console scripts", ""]
     for script, target in sorted(_scripts().items()):
         text = _help(script, target)
