@@ -251,10 +251,8 @@ class _Registration:
         self.answered = False        # the registry answered the reservation
         self.registered = False
         self.clash_logged = False
-        self.absent_logged = False
         self.stopped = False
         self.pending: Optional[concurrent.futures.Future] = None
-        self.pending_since = 0.0
         self.server_ref: "Optional[weakref.ref[Any]]" = None
 
     def entry(self, server: Any) -> Dict[str, Any]:
@@ -276,7 +274,6 @@ class _Registration:
                 logger.info("registered %r with the registry at %s", self.name, self.endpoint)
             self.registered = True
             self.clash_logged = False
-            self.absent_logged = False
         elif isinstance(result, dict):
             self.registered = False
             if not self.clash_logged:
@@ -308,7 +305,6 @@ def reserve_name(name: str, protocol: Protocol, registry: Optional[str] = None,
                                                  requested), protocol, RESERVE_TIMEOUT)
     except _NoAnswer as exc:
         logger.info("no registry at %s (%s); %r registers in the background", reg.endpoint, exc, name)
-        reg.absent_logged = True
         return reg
     except Exception as exc:  # a registry that cannot be used: serve anyway
         logger.warning("the registry at %s refused to reserve %r: %s", reg.endpoint, name, exc)
@@ -362,7 +358,6 @@ def _refresh(reg: _Registration) -> None:
     server = reg.server_ref() if reg.server_ref is not None else None
     if server is None or reg.stopped or server.stopped:
         return
-    now = time.monotonic()
     pending = reg.pending
     if pending is not None and not pending.done():
         # no answer for a whole period: the registry is gone (or restarting). Drop the
@@ -378,7 +373,7 @@ def _refresh(reg: _Registration) -> None:
     except Exception:
         logger.debug("sending the registration of %r", reg.name, exc_info=True)
     else:
-        reg.pending, reg.pending_since = fut, now
+        reg.pending = fut
         fut.add_done_callback(lambda f: _refreshed(reg, f))
     server._io.call_later(REFRESH_PERIOD, lambda: _refresh(reg))
 

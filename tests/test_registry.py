@@ -412,3 +412,44 @@ def test_a_server_restarted_on_its_fixed_endpoint_takes_its_name_back(reg_server
     assert registry.lookup("stage")["rep_endpoint"] == endpoint
     assert registry.lookup("stage")["started"] == server.started
     wait_until(lambda: removed == ["stage"] and [e["name"] for e in added] == ["stage", "stage"], timeout=5)
+
+
+def _start_cli_server(name: str) -> "tuple[subprocess.Popen, str]":
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "pizco_qt", "tcp://127.0.0.1:0", "--serve", "objects:Stage",
+                             "-p", os.path.join(ROOT, "tests"), "--name", name], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = _read_line(proc.stdout, 30).strip()
+    if not line.startswith("pizco-server ready rep="):
+        _reap(proc)
+        raise AssertionError(f"pizco-server did not start: {line!r} {proc.stderr.read()}")
+    return proc, line.split("rep=")[1].split()[0]
+
+
+def test_pizco_server_name_registers_and_sigterm_unregisters(reg_server):
+    proc, rep = _start_cli_server("cli-stage")
+    try:
+        entry = registry.lookup("cli-stage")  # registered before the ready line
+        assert entry["rep_endpoint"] == rep and entry["pid"] == proc.pid and entry["class"] == "objects.Stage"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+        with pytest.raises(KeyError):
+            registry.lookup("cli-stage")
+    finally:
+        _reap(proc)
+
+
+def test_a_killed_server_expires_by_its_silence_within_ten_seconds(reg_server, closing):
+    """Without the local process check (the killed child is left a zombie), expiry alone removes it."""
+    rp = closing(registry.registry_proxy())
+    removed = []
+    _connect_off_main(rp.server_removed, removed.append)
+    proc, _ = _start_cli_server("silent")
+    try:
+        assert "silent" in _names(rp)
+        os.kill(proc.pid, signal.SIGKILL)  # not reaped: its pid stays taken until _reap
+        killed = time.monotonic()
+        wait_until(lambda: removed == ["silent"], timeout=12, interval=0.05)
+        elapsed = time.monotonic() - killed
+        assert 3.0 < elapsed < 10, f"expired after {elapsed:.1f} s"  # at least 6 s after its last refresh
+    finally:
+        _reap(proc)
