@@ -31,7 +31,7 @@ from .delivery import Target, current_target, dispatcher, report_exception
 from ._frames import readable, recv_frames, send_frames
 from .errors import PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Envelope, Protocol, header
-from .security import check_bind_allowed
+from .security import CurveChannel, CurveConfig, check_bind_allowed, register_curve_server, unregister_curve_server
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,9 @@ class Agent:
         Key and serializer; default from ``PZC_KEY`` and ``PZC_SER``.
     allow_insecure : bool
         Allow binding a non-loopback address with pickle and no key.
+    curve : CurveConfig, optional
+        CURVE encryption: the server's key pair and allowed clients when binding,
+        the server's public key for outgoing requests and subscriptions.
 
     Raises
     ------
@@ -192,9 +195,12 @@ class Agent:
         protocol: Optional[Protocol] = None,
         *,
         allow_insecure: bool = False,
+        curve: Optional[CurveConfig] = None,
         _bind: bool = True,
     ) -> None:
         self.protocol = protocol if protocol is not None else Protocol.from_environment()
+        self.curve = curve
+        self._zap_domain: Optional[str] = None
         self._stopped = False
         self._stop_lock = threading.Lock()
         self._local = threading.local()
@@ -231,11 +237,13 @@ class Agent:
 
     # ------------------------------------------------------------------ binding
     def _secured(self) -> bool:
-        return False
+        return self.curve is not None
 
     def _bind(self, rep: str, pub: str, allow_insecure: bool) -> None:
         for ep in (rep, pub):
             check_bind_allowed(ep, self.protocol, self._secured(), allow_insecure)
+        if self.curve is not None:
+            self._zap_domain = register_curve_server(self.curve, iothread.context())
         self._pub_requested = pub
         self._xpub_counts = {}
         self._io.call(self._open_xpub, timeout=10)
@@ -260,6 +268,8 @@ class Agent:
     def _configure_server_socket(self, sock: zmq.Socket) -> None:
         """Hook for subclasses (e.g. CURVE); runs on the socket's owner thread."""
         sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
+        if self.curve is not None and self._zap_domain is not None:
+            self.curve.configure_server(sock, self._zap_domain)
 
     def _open_xpub(self) -> None:
         sock = iothread.context().socket(zmq.XPUB)
@@ -557,7 +567,8 @@ class Agent:
         if ch is None or ch.closed:
             if self._stopped:
                 raise PizcoError(f"this agent is stopped; cannot reach {endpoint}")
-            ch = _Channel(endpoint)
+            ch = _Channel(endpoint) if self.curve is None or not self.curve.is_client else \
+                CurveChannel(endpoint, self.curve, iothread.context())
             holder.channels[endpoint] = ch
             self._all_channels.append(weakref.ref(ch))
         return ch
@@ -621,6 +632,8 @@ class Agent:
             sock = iothread.context().socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, config.DEFAULT_HWM)
+            if self.curve is not None:
+                self.curve.configure_client(sock)
             sock.connect(endpoint)
             self._async_socks[endpoint] = sock
             self._io.register(sock, self._on_async_readable)
@@ -652,6 +665,8 @@ class Agent:
             sock = iothread.context().socket(zmq.SUB)
             sock.setsockopt(zmq.RCVHWM, config.DEFAULT_HWM)
             sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
+            if self.curve is not None:
+                self.curve.configure_client(sock)
             self._sub_sock = sock
             self._io.register(sock, self._on_sub_readable)
         return sock
@@ -794,6 +809,8 @@ class Agent:
         for fut, _ in list(self._async_pending.values()):
             fut.cancel()
         self._async_pending.clear()
+        if self._zap_domain is not None:
+            unregister_curve_server(self._zap_domain)
         _live_agents.discard(self)
         iothread.release()
 

@@ -28,6 +28,7 @@ from .delivery import Target, current_target, dispatcher, report_exception
 from .dispatch import builtin_exception
 from .errors import ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, raise_remote
 from .protocol import OOB, Envelope, Protocol
+from .security import CurveConfig
 from .signals import as_callable
 
 logger = logging.getLogger(__name__)
@@ -281,10 +282,11 @@ class _SignalSub:
 class _ProxyCore:
     """Everything a Proxy knows and does; holds no reference to the Proxy itself."""
 
-    def __init__(self, endpoint: str, timeout: Optional[float], protocol: Optional[Protocol]) -> None:
+    def __init__(self, endpoint: str, timeout: Optional[float], protocol: Optional[Protocol],
+                 curve: Optional[CurveConfig] = None) -> None:
         self.endpoint = endpoint
         self.timeout = config.timeout() if timeout is None else float(timeout)
-        self.agent = Agent(protocol=protocol, _bind=False)
+        self.agent = Agent(protocol=protocol, curve=curve, _bind=False)
         self.closed = False
         self.lock = threading.Lock()
         self.target = current_target()
@@ -415,7 +417,7 @@ class _ProxyCore:
         if self.probing:
             return
         self.probing = True
-        probe = Agent(protocol=self.agent.protocol, _bind=False)
+        probe = Agent(protocol=self.agent.protocol, curve=self.agent.curve, _bind=False)
 
         def done(fut: concurrent.futures.Future) -> None:
             self.probing = False
@@ -803,6 +805,9 @@ class Proxy:
         Seconds to wait for each synchronous reply (default ``PZC_TIMEOUT`` or 10).
     protocol : Protocol, optional
         Key and serializer (default ``PZC_KEY`` / ``PZC_SER``).
+    curve : CurveConfig, optional
+        CURVE encryption: this client's key pair and the server's public key
+        (``CurveConfig(secret_key_file, server_public_key_file=...)``).
 
     Raises
     ------
@@ -814,8 +819,8 @@ class Proxy:
     """
 
     def __init__(self, rep_endpoint: str, timeout: Optional[float] = None,
-                 protocol: Optional[Protocol] = None) -> None:
-        object.__setattr__(self, "_proxy_core", _ProxyCore(rep_endpoint, timeout, protocol))
+                 protocol: Optional[Protocol] = None, curve: Optional[CurveConfig] = None) -> None:
+        object.__setattr__(self, "_proxy_core", _ProxyCore(rep_endpoint, timeout, protocol, curve))
         object.__setattr__(self, "_proxy_local_server", None)
         object.__setattr__(self, "_proxy_process", None)
 

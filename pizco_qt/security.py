@@ -1,16 +1,31 @@
-"""Security defaults: the non-loopback pickle refusal.
+"""Security: the non-loopback pickle refusal and ZMQ CURVE (pyzmq's zmq.auth).
 
-Thread affinity: none (pure checks).
+``check_bind_allowed`` refuses to expose pickle on the network without a key,
+CURVE or an explicit opt-in. ``CurveConfig`` holds the key files;
+``register_curve_server`` runs one ZAP authenticator thread per process for every
+CURVE server in it; ``CurveChannel`` is a synchronous request socket that turns a
+refused handshake into a ProtocolError.
+
+Thread affinity: checks are pure; CURVE sockets are configured on their owner
+thread; the ZAP callback runs on the authenticator thread.
 """
 from __future__ import annotations
 
 import ipaddress
-from typing import Optional
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any, Dict, List, Optional
 
-from .errors import PizcoError
+from .errors import PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Protocol
 
-__all__ = ["is_loopback_endpoint", "check_bind_allowed"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["is_loopback_endpoint", "check_bind_allowed", "CurveConfig", "CurveChannel",
+           "register_curve_server", "unregister_curve_server"]
 
 
 def _host(endpoint: str) -> Optional[str]:
@@ -53,3 +68,279 @@ def check_bind_allowed(endpoint: str, protocol: Protocol, secured: bool = False,
         "use the 'json' serializer, bind 127.0.0.1, or pass allow_insecure=True "
         "if the network is trusted."
     )
+
+
+# ---------------------------------------------------------------------- CURVE
+class CurveConfig:
+    """ZMQ CURVE encryption and client authentication, configured with key files.
+
+    Key files are those of ``zmq.auth.create_certificates`` (``NAME.key`` holds a
+    public key, ``NAME.key_secret`` the key pair).
+
+    Parameters
+    ----------
+    secret_key_file : str or path
+        This side's key pair (``.key_secret``): the server's on a server, the
+        client's on a proxy.
+    public_keys_dir : str or path, optional
+        Server side: a directory of the public keys (``*.key``) of the clients
+        allowed in. None admits any client that knows the server's public key
+        (encryption without client authentication). The holder of the server's
+        own key pair is always admitted.
+    server_public_key_file : str or path, optional
+        Client side: the server's public key (``.key``; a ``.key_secret`` works too).
+
+    Raises
+    ------
+    PizcoError
+        If a key file cannot be read, holds no secret key, or the directory is missing.
+
+    Thread affinity: immutable once built; any thread.
+    """
+
+    def __init__(self, secret_key_file: "str | os.PathLike[str]", public_keys_dir: "str | os.PathLike[str] | None" = None,
+                 server_public_key_file: "str | os.PathLike[str] | None" = None) -> None:
+        import zmq.auth
+
+        if not zmq.has("curve"):
+            raise PizcoError("this libzmq was built without CURVE support")
+        self.secret_key_file = os.fspath(secret_key_file)
+        self.public_keys_dir = os.fspath(public_keys_dir) if public_keys_dir is not None else None
+        self.server_public_key_file = (os.fspath(server_public_key_file)
+                                       if server_public_key_file is not None else None)
+        try:
+            public, secret = zmq.auth.load_certificate(self.secret_key_file)
+        except (OSError, ValueError) as exc:
+            raise PizcoError(f"cannot read the CURVE key pair {self.secret_key_file}: {exc}") from None
+        if not secret:
+            raise PizcoError(f"{self.secret_key_file} holds no secret key: give the .key_secret file "
+                             "(zmq.auth.create_certificates makes both)")
+        self.public_key: bytes = public
+        self.secret_key: bytes = secret
+        self.server_key: Optional[bytes] = None
+        if self.server_public_key_file is not None:
+            try:
+                self.server_key = zmq.auth.load_certificate(self.server_public_key_file)[0]
+            except (OSError, ValueError) as exc:
+                raise PizcoError(f"cannot read the server's CURVE public key "
+                                 f"{self.server_public_key_file}: {exc}") from None
+        if self.public_keys_dir is not None and not os.path.isdir(self.public_keys_dir):
+            raise PizcoError(f"the CURVE client key directory {self.public_keys_dir} does not exist")
+
+    def __repr__(self) -> str:
+        return (f"CurveConfig({self.secret_key_file!r}, public_keys_dir={self.public_keys_dir!r}, "
+                f"server_public_key_file={self.server_public_key_file!r})")
+
+    @property
+    def is_client(self) -> bool:
+        """Whether outgoing connections use CURVE (a server public key is known)."""
+        return self.server_key is not None
+
+    def for_own_client(self) -> "CurveConfig":
+        """A client configuration that reaches the server of this key pair with the same keys."""
+        return CurveConfig(self.secret_key_file, server_public_key_file=self.secret_key_file)
+
+    # -- sockets (called on the socket's owner thread) ---------------------
+    def configure_server(self, sock: Any, domain: str) -> None:
+        """Make ``sock`` (before bind) a CURVE server authenticated in ZAP ``domain``."""
+        import zmq
+
+        sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode("utf-8"))
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret_key)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public_key)
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+
+    def configure_client(self, sock: Any) -> None:
+        """Make ``sock`` (before connect) a CURVE client of the configured server."""
+        import zmq
+
+        if self.server_key is None:
+            return
+        sock.setsockopt(zmq.CURVE_SERVERKEY, self.server_key)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, self.public_key)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret_key)
+
+
+class _KeyRing:
+    """The ZAP credentials check of one server: its allowed client keys, re-read when the
+    directory changes (so a key dropped in is honoured without a restart)."""
+
+    def __init__(self, curve: CurveConfig) -> None:
+        import zmq.utils.z85
+
+        self.curve = curve
+        self.own = zmq.utils.z85.encode(curve.public_key) if len(curve.public_key) == 32 else curve.public_key
+        self._stamp: Any = None
+        self._keys: frozenset = frozenset()
+
+    def _allowed(self) -> frozenset:
+        import zmq.auth
+
+        path = self.curve.public_keys_dir
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            return frozenset()
+        if stamp != self._stamp:
+            try:
+                self._keys = frozenset(zmq.auth.load_certificates(path))
+            except Exception as exc:  # a broken key file must not stop the server
+                logger.warning("cannot read the CURVE client keys in %s: %s", path, exc)
+            self._stamp = stamp
+        return self._keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """ZAP hook (authenticator thread): is the client's z85 public key allowed?"""
+        if self.curve.public_keys_dir is None or key == self.own:
+            return True
+        allowed = key in self._allowed()
+        if not allowed:
+            logger.warning("refused a CURVE client with an unknown public key %s", key.decode("ascii", "replace"))
+        return allowed
+
+
+_auth: Any = None
+_auth_domains: Dict[str, _KeyRing] = {}
+_auth_lock = threading.Lock()
+
+
+def register_curve_server(curve: CurveConfig, context: Any) -> str:
+    """Admit clients of one CURVE server: returns the ZAP domain its sockets must use.
+
+    One ``zmq.auth`` authenticator thread serves every CURVE server of the process
+    (ZAP is per context); it starts with the first and stops with the last.
+    """
+    from zmq.auth.thread import ThreadAuthenticator
+
+    global _auth
+    with _auth_lock:
+        if _auth is None:
+            auth = ThreadAuthenticator(context, log=logging.getLogger("pizco_qt.zap"))
+            auth.start()
+            auth.thread.name = "pizco-zap"
+            _auth = auth
+        domain = f"pizco-{uuid.uuid4().hex[:12]}"
+        ring = _KeyRing(curve)
+        _auth_domains[domain] = ring
+        _auth.configure_curve_callback(domain, ring)
+        return domain
+
+
+def unregister_curve_server(domain: str) -> None:
+    """Forget a CURVE server's domain; the last one stops the authenticator."""
+    global _auth
+    with _auth_lock:
+        if _auth_domains.pop(domain, None) is None:
+            return
+        if _auth is not None:
+            _auth.credentials_providers.pop(domain, None)
+        if _auth_domains or _auth is None:
+            return
+        auth, _auth = _auth, None
+    try:
+        auth.stop()
+    except Exception:  # pragma: no cover - a failed stop must not break a server stop
+        logger.debug("stopping the ZAP authenticator", exc_info=True)
+
+
+_REFUSED = ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_NO_DETAIL")
+
+
+class CurveChannel:
+    """A DEALER for synchronous requests to a CURVE server, owned by one thread.
+
+    Same contract as the plain channel, plus: it watches its socket's handshake
+    events, so a server that refuses this client's key turns the pending call
+    into ``ProtocolError('CURVE authentication refused by <endpoint>')`` instead
+    of a timeout.
+
+    Thread affinity: the thread that created it.
+    """
+
+    __slots__ = ("sock", "mon", "lock", "endpoint", "closed", "__weakref__")
+
+    def __init__(self, endpoint: str, curve: CurveConfig, context: Any) -> None:
+        import zmq
+
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.LINGER, 0)
+        curve.configure_client(sock)
+        events = zmq.EVENT_HANDSHAKE_SUCCEEDED
+        for name in _REFUSED:
+            events |= getattr(zmq, name)
+        self.mon = sock.get_monitor_socket(events)
+        sock.connect(endpoint)
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.endpoint = endpoint
+        self.closed = False
+
+    def _check_monitor(self) -> None:
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        refused = {getattr(zmq, name) for name in _REFUSED}
+        while True:
+            try:
+                event = recv_monitor_message(self.mon, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] in refused:
+                raise ProtocolError(f"CURVE authentication refused by {self.endpoint}")
+
+    def roundtrip(self, frames: List[Any], msgid: bytes, timeout: float, action: str) -> List[bytes]:
+        """Send one request and wait for its reply (RemoteTimeout, or ProtocolError if refused)."""
+        import zmq
+
+        sock, mon = self.sock, self.mon
+        with self.lock:
+            if self.closed:
+                raise PizcoError(f"the connection to {self.endpoint} is closed")
+            deadline = time.monotonic() + timeout
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLOUT)
+            poller.register(mon, zmq.POLLIN)
+            while True:  # until the handshake is done and the request is queued
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RemoteTimeout(action, self.endpoint, timeout)
+                events = dict(poller.poll(max(1, int(remaining * 1000))))
+                if mon in events:
+                    self._check_monitor()
+                if sock in events:
+                    try:
+                        sock.send_multipart([b""] + frames, zmq.NOBLOCK, copy=False)
+                        break
+                    except zmq.Again:
+                        continue
+            poller.modify(sock, zmq.POLLIN)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RemoteTimeout(action, self.endpoint, timeout)
+                events = dict(poller.poll(max(1, int(remaining * 1000))))
+                if mon in events:
+                    self._check_monitor()
+                if sock in events:
+                    reply = sock.recv_multipart()
+                    if len(reply) >= 5 and reply[0] == b"" and reply[4] == msgid:
+                        return reply[1:]
+                    logger.debug("dropping a stale reply from %s", self.endpoint)
+
+    def close(self) -> None:
+        """Close the socket and its monitor (waits briefly for a call in progress)."""
+        if self.lock.acquire(timeout=0.5):
+            try:
+                if not self.closed:
+                    self.closed = True
+                    try:
+                        self.sock.disable_monitor()
+                    except Exception:
+                        pass
+                    self.mon.close(linger=0)
+                    self.sock.close(linger=0)
+            finally:
+                self.lock.release()
+        else:
+            self.closed = True

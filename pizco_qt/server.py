@@ -25,6 +25,7 @@ from .agent import FUTURE_TOPIC, Agent, new_msgid
 from .delivery import WITHDRAWN, QThreadCaller
 from .errors import ConnectionLost, PizcoError
 from .protocol import Envelope, Protocol
+from .security import CurveConfig
 from .signals import is_signal_like
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class Server(Agent):
         serves at once and registers in the background.
     allow_insecure : bool
         Allow a non-loopback bind with pickle and no key.
+    curve : CurveConfig, optional
+        CURVE encryption and client authentication (``pizco_qt.security.CurveConfig``):
+        the server's key pair and the directory of allowed client public keys.
 
     Raises
     ------
@@ -70,6 +74,7 @@ class Server(Agent):
         *,
         name: Optional[str] = None,
         allow_insecure: bool = False,
+        curve: Optional[CurveConfig] = None,
     ) -> None:
         self.served_object = served_object
         self.name = name
@@ -96,7 +101,7 @@ class Server(Agent):
             protocol = protocol if protocol is not None else Protocol.from_environment()
             self._registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint)
         try:
-            super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure)
+            super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure, curve=curve)
         except BaseException:
             if self._registration is not None:
                 registry.release_name(self._registration)
@@ -332,7 +337,8 @@ class Server(Agent):
     @classmethod
     def serve_in_thread(cls, served_cls: Any, args: tuple = (), kwargs: Optional[dict] = None,
                         rep_endpoint: Optional[str] = None, pub_endpoint: Optional[str] = None, *,
-                        name: Optional[str] = None, protocol: Optional[Protocol] = None) -> Any:
+                        name: Optional[str] = None, protocol: Optional[Protocol] = None,
+                        curve: Optional[CurveConfig] = None) -> Any:
         """Instantiate ``served_cls`` and serve it from background threads of this process.
 
         Returns a Proxy; ``proxy._proxy_stop_server()`` stops the server.
@@ -341,9 +347,10 @@ class Server(Agent):
 
         obj = served_cls(*args, **(kwargs or {}))
         server = cls(obj, rep_endpoint or "tcp://127.0.0.1:0", pub_endpoint or "tcp://127.0.0.1:0",
-                     protocol, name=name)
+                     protocol, name=name, curve=curve)
         try:
-            proxy = Proxy(server.rep_endpoint, protocol=protocol)
+            proxy = Proxy(server.rep_endpoint, protocol=protocol,
+                          curve=curve.for_own_client() if curve is not None else None)
         except BaseException:
             server.stop()
             raise
