@@ -124,7 +124,7 @@ def test_keyed_client_never_unpickles_a_badly_signed_reply(tmp_path, closing):
         router.close(0)
 
 
-def test_keyed_subscriber_drops_badly_signed_notifications(tmp_path, closing):
+def test_keyed_subscriber_drops_badly_signed_notifications(tmp_path, closing, qtbot):
     """Notifications are checked on the I/O thread; a bad one is dropped, later good ones arrive."""
     marker = tmp_path / "subscriber-ran-it"
     key = "k"
@@ -135,11 +135,9 @@ def test_keyed_subscriber_drops_badly_signed_notifications(tmp_path, closing):
     subscriber.subscribe(publisher.rep_endpoint, "topic", lambda s, t, c, m: got.append(c))
     # frames for the same sender and topic, published through the same PUB socket
     bad = rogue.protocol.encode(publisher.rep_endpoint, "topic", Evil(marker), "bad-1")
-    from conftest import wait_until
-
     publisher._publish_frames(bad)
     publisher.publish("topic", "good")
-    wait_until(lambda: got == ["good"], timeout=10)
+    qtbot.waitUntil(lambda: got == ["good"], timeout=10000)
     assert not marker.exists()
 
 
