@@ -268,17 +268,17 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
     if ns.serve:
         try:
             cls = _import_class(ns.serve)
-        except BaseException:
+        except BaseException as exc:
             traceback.print_exc()
-            return _fail(f"cannot import {ns.serve}")
+            return _fail(f"cannot import {ns.serve}: {type(exc).__name__}: {exc}")
     app = _make_app(ns.gui, cls)
     obj = None
     if cls is not None:
         try:
             obj = cls(*ns.ctor_args, **ns.ctor_kwargs)
-        except BaseException:
+        except BaseException as exc:
             traceback.print_exc()
-            return _fail(f"{ns.serve}{ns.ctor_args!r} raised in its constructor")
+            return _fail(f"constructing {ns.serve} failed: {type(exc).__name__}: {exc}")
     if control.reason is not None:
         return 0  # stopped while the object was being built
     try:
