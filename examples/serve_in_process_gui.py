@@ -7,7 +7,7 @@ returned proxy, then waits until you close the status window (which stops the
 server), or for --quit-after SECONDS.
 """
 import argparse
-import threading
+import time
 
 from example import MultiplyBy
 from pizco_qt import Server
@@ -26,10 +26,11 @@ for factor in (3, 4, 5):
     proxy.factor = factor
 print('5 * 8 =', proxy.calculate(8))
 
-closed = threading.Event()
-proxy._proxy_connection.lost.connect(closed.set)   # the window was closed: the server stopped
+deadline = time.monotonic() + args.quit_after if args.quit_after is not None else None
 try:
-    closed.wait(args.quit_after)
+    # closing the status window stops the server: the proxy then declares it lost
+    while proxy._proxy_connection.alive() and (deadline is None or time.monotonic() < deadline):
+        time.sleep(0.2)
 finally:
     print('factor changes seen:', changes)
     proxy._proxy_stop_server()
