@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 from ._qt import QObject, QtCore, QThread, Signal, is_deleted
 from .delivery import current_target
-from .polling import Watch, _check_interval, _core_of, same_value, watch
+from .polling import Watch, _check_interval, _core_of, forget_destroyed, on_destroyed, same_value, watch
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ def _request_read(binding: "Binding") -> None:
     batch.pending.setdefault(id(core), [core]).append(binding)
     if not batch.scheduled:
         batch.scheduled = True
-        current_target().post(lambda: _flush_reads(batch))
+        # at the next turn of this thread's event loop (a post to our own target would run now)
+        QtCore.QTimer.singleShot(0, lambda: _flush_reads(batch))
 
 
 def _flush_reads(batch: _ReadBatch) -> None:
@@ -385,8 +386,7 @@ class Binding(QObject):
         self._saved_style: Optional[str] = None
         self._offline = False
         self._enable_after = True
-        state = self._state
-        self.destroyed.connect(lambda *_: state.release())  # holds no reference to the binding
+        self._hook = on_destroyed(self, self._state.release)
         conn = core.connection
         links = [(conn.lost, self._on_lost), (conn.regained, self._on_regained)]
         if adapter.editable:
@@ -450,6 +450,7 @@ class Binding(QObject):
             if self._offline:
                 self.widget.setEnabled(self._enable_after)
         self._offline = False
+        forget_destroyed(self, self._hook)
         self.setParent(None)
 
     # -- values from the server ---------------------------------------------

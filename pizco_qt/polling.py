@@ -246,6 +246,37 @@ def _as_exception(value: Any) -> BaseException:
     return exc
 
 
+_hooks: Dict[int, Any] = {}
+
+
+def on_destroyed(obj: QObject, fn: Any) -> Tuple[int, Any]:
+    """Call ``fn()`` when ``obj``'s C++ object is destroyed; returns a key for :func:`forget_destroyed`.
+
+    The hook is kept alive here rather than only by the Qt connection: PyQt may
+    release a callable held only by a connection to ``destroyed`` while the
+    signal is being emitted, before calling it.
+    """
+    key = next(_ids)
+
+    def hook(*_: Any) -> None:
+        _hooks.pop(key, None)
+        fn()
+
+    _hooks[key] = hook
+    obj.destroyed.connect(hook)
+    return key, hook
+
+
+def forget_destroyed(obj: QObject, token: Tuple[int, Any]) -> None:
+    """Undo :func:`on_destroyed` while ``obj`` is alive."""
+    key, hook = token
+    if _hooks.pop(key, None) is not None:
+        try:
+            obj.destroyed.disconnect(hook)
+        except (TypeError, RuntimeError):
+            pass
+
+
 _pollers: Dict[Tuple[str, int], _Poller] = {}
 _pollers_lock = threading.Lock()
 
@@ -292,7 +323,7 @@ class Watch(QObject):
         self._entry = _Entry(core, name, interval, self._sink)
         self._poller = _poller_for(core)
         poller, entry = self._poller, self._entry
-        self.destroyed.connect(lambda *_: _stop_entry(poller, entry))
+        self._hook = on_destroyed(self, lambda: _stop_entry(poller, entry))
         poller.io.submit(lambda: poller.add(entry))
 
     def value(self) -> Any:
@@ -306,6 +337,7 @@ class Watch(QObject):
     def stop(self) -> None:
         """Stop polling (idempotent); no ``changed`` is emitted afterwards."""
         _stop_entry(self._poller, self._entry)
+        forget_destroyed(self, self._hook)
 
     def _receive(self, kind: str, value: Any) -> None:
         if self._entry.dead:

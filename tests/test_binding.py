@@ -344,11 +344,13 @@ def test_hundred_widgets_bind_quickly(qtbot, served):
     labels = [QtWidgets.QLabel() for _ in range(100)]
     for label in labels:
         qtbot.addWidget(label)
+    requests = server.requests_served
     start = time.perf_counter()
     for label in labels:
         bind(label, proxy, "value", signal="value_changed")
     elapsed = time.perf_counter() - start
     qtbot.waitUntil(lambda: all(label.text() == "1.5" for label in labels), timeout=10000)
+    assert server.requests_served - requests == 1  # the first reads of one event-loop turn: one request
     assert elapsed < 5.0  # generous; the benchmark has the real figure
     inst.set_from_device(4.0)
     qtbot.waitUntil(lambda: all(label.text() == "4.0" for label in labels), timeout=10000)

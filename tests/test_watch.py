@@ -146,3 +146,32 @@ def pizco_watch(*args, **kwargs):
     from pizco_qt import watch
 
     return watch(*args, **kwargs)
+
+
+def test_watch_and_bind_without_the_getmany_capability(qtbot, served):
+    """Against a server that does not advertise 'getmany' (an original Pizco), one 'get' per name."""
+    from qtpy import QtWidgets
+
+    from pizco_qt import bind
+
+    sensor = Sensor()
+    server, proxy = served(sensor)
+    core = proxy._proxy_core
+    core.caps = frozenset(core.caps - {"getmany"})
+    w = pizco_watch(proxy, "temperature", 0.05)
+    seen = []
+    w.changed.connect(seen.append)
+    label = QtWidgets.QLabel()
+    qtbot.addWidget(label)
+    binding = bind(label, proxy, "pressure")
+    qtbot.waitUntil(lambda: seen == [20.0] and label.text() == "1.0", timeout=5000)
+    sensor._temperature = 25.0
+    qtbot.waitUntil(lambda: seen == [20.0, 25.0], timeout=5000)
+    errors = []
+    broken = pizco_watch(proxy, "broken", 0.05)
+    broken.failed.connect(errors.append)
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=5000)
+    assert isinstance(errors[0], RuntimeError)
+    w.stop()
+    broken.stop()
+    binding.unbind()
