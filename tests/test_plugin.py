@@ -11,8 +11,6 @@ pytest_plugins = ["pytester"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROCESS_TESTS = """
-import threading
-
 from pizco_qt import Signal
 
 
@@ -32,17 +30,21 @@ class Counter:
         self.value_changed.emit(v)
 
 
+CHILDREN = []
+
+
 def test_gui_with_a_process_server(qtbot, pizco_serve_process):
     proxy = pizco_serve_process(Counter, args=(3,))
+    CHILDREN.append(proxy._proxy_process.popen)
     assert proxy.value == 3
     with qtbot.waitSignal(proxy.value_changed, timeout=10000) as blocker:
         proxy.value = 4
     assert blocker.args == [4]
 
 
-def test_after_it_no_server_is_left():
-    names = [t.name for t in threading.enumerate()]
-    assert not [n for n in names if n.startswith("pizco-")], names
+def test_after_it_the_child_is_gone():
+    assert len(CHILDREN) == 1
+    assert CHILDREN[0].poll() is not None  # stopped and reaped by the fixture
 """
 
 
@@ -91,6 +93,11 @@ def test_the_thread_fixture_takes_instances_and_cleans_up(pytester):
     """)
     result = _run(pytester, "test_more", source)
     result.assert_outcomes(passed=5)
+
+
+def test_the_process_fixture_serves_in_a_child_and_stops_it(pytester):
+    result = _run(pytester, "test_process_fixture", PROCESS_TESTS)
+    result.assert_outcomes(passed=2)
 
 
 def test_the_plugin_is_registered_and_imports_nothing_heavy():
