@@ -105,10 +105,13 @@ TURN_BUDGET = 0.010
 class Target:
     """A thread that receives deliveries (the thread that connected a slot).
 
-    Every thread gets a courier QObject living in it; whether a delivery is queued
-    to the thread's Qt loop or run on the dispatcher is decided per delivery, so a
-    QThread that starts its loop later, or a main thread whose QApplication is
-    created later, receives the deliveries that follow.
+    The main thread and threads started by QThread get a courier QObject living
+    in them; whether a delivery is queued to the thread's Qt loop or run on the
+    dispatcher is decided per delivery, so a QThread that starts its loop later,
+    or a main thread whose QApplication is created later, receives the
+    deliveries that follow. A plain Python thread gets a courier only if it runs
+    a Qt loop when it first connects; otherwise its deliveries run on the
+    dispatcher.
 
     Thread affinity: created in the thread it stands for; ``post`` from any thread.
     """
@@ -120,11 +123,9 @@ class Target:
         self._lock = threading.Lock()
         self._pending: list = []
         self._scheduled = False
-        try:
+        if _may_run_qt_loop():
             self.qthread = QThread.currentThread()
             self._courier = _Courier(self)
-        except RuntimeError:  # pragma: no cover - interpreter shutting down
-            self.qthread = self._courier = None
 
     def queued_to_qt(self) -> bool:
         """Whether deliveries go to this thread's Qt loop (decided per delivery)."""
@@ -184,13 +185,28 @@ class Target:
                 return
 
 
+def _may_run_qt_loop() -> bool:
+    """The main thread, a thread started by QThread, or a thread whose Qt loop runs now."""
+    current = threading.current_thread()
+    if current is threading.main_thread():
+        return True
+    if isinstance(current, threading._DummyThread):  # started outside Python: a QThread
+        return True
+    if app_instance() is None:
+        return False
+    try:
+        return QThread.currentThread().loopLevel() > 0
+    except RuntimeError:  # pragma: no cover
+        return False
+
+
 _local = threading.local()
 
 
 def current_target() -> Target:
     """The delivery target of the calling thread (one per thread, created on first use)."""
     target = getattr(_local, "target", None)
-    if target is None or target._courier is None:
+    if target is None or (target._courier is None and _may_run_qt_loop()):
         target = Target()
         _local.target = target
     return target

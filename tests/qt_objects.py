@@ -1,7 +1,9 @@
 """Objects and helpers for the Qt integration tests (importable by subprocess scripts too)."""
 from __future__ import annotations
 
+import concurrent.futures
 import threading
+import time
 from typing import Any, List
 
 from qtpy import QtCore
@@ -39,6 +41,27 @@ class Meter:
         for i in range(start, start + n):
             self.count.emit(i)
         return n
+
+    def stream(self, rate: float, seconds: float, chunk: int = 50) -> "concurrent.futures.Future":
+        """Emit ``count(i)`` at ``rate`` per second for ``seconds`` from a thread (paced in chunks)."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            total = int(rate * seconds)
+            start = time.monotonic()
+            pause = threading.Event()
+            i = 0
+            while i < total:
+                for _ in range(min(chunk, total - i)):
+                    self.count.emit(i)
+                    i += 1
+                ahead = start + i / rate - time.monotonic()
+                if ahead > 0:
+                    pause.wait(ahead)
+            fut.set_result(time.monotonic() - start)
+
+        threading.Thread(target=run, name="meter-stream", daemon=True).start()
+        return fut
 
     def slow(self, seconds: float) -> str:
         threading.Event().wait(seconds)
