@@ -91,6 +91,7 @@ class MeterWindow(QtWidgets.QWidget):
 
         self.button = QtWidgets.QPushButton(f"Measure ({measure_seconds:g} s)")
         self.button.setObjectName("measure")
+        self.button.setSizePolicy(QtWidgets.QSizePolicy.Fixed, QtWidgets.QSizePolicy.Fixed)
         self.busy = QtWidgets.QProgressBar()
         self.busy.setRange(0, 0)  # an animated "working" bar
         self.busy.setTextVisible(False)
@@ -105,6 +106,7 @@ class MeterWindow(QtWidgets.QWidget):
         actions = QtWidgets.QHBoxLayout()
         actions.addWidget(self.button)
         actions.addWidget(self.busy, 1)
+        actions.addStretch(0)
         box = QtWidgets.QGroupBox("Reading")
         inner = QtWidgets.QVBoxLayout(box)
         inner.addWidget(self.value)
@@ -129,11 +131,13 @@ class MeterWindow(QtWidgets.QWidget):
     def show_online(self) -> None:
         self.status.setText("\u25cf online")
         self.status.setStyleSheet("color: #2e7d32; font-weight: bold")
+        self.value.setStyleSheet("")
         self.button.setEnabled(self.watcher is None)
 
     def show_offline(self) -> None:
         self.status.setText("\u25cf offline")
         self.status.setStyleSheet("color: #c62828; font-weight: bold")
+        self.value.setStyleSheet("color: #9e9e9e")  # the last reading, now stale
         self.button.setEnabled(False)
 
     def start_measurement(self) -> None:

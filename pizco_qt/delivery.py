@@ -88,7 +88,9 @@ class _Courier(QObject):
     def __init__(self, target: "Target") -> None:
         super().__init__()
         self._target = weakref.ref(target)
-        self.arrived.connect(self._on_arrived)
+        # queued even when posted from the target thread itself: a slot never runs
+        # inside the call that posted it (e.g. a FutureWatcher of a finished future)
+        self.arrived.connect(self._on_arrived, QtCore.Qt.QueuedConnection)
 
     @Slot()
     def _on_arrived(self) -> None:

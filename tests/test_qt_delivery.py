@@ -365,3 +365,18 @@ def test_future_watcher_in_a_plain_thread_emits_on_the_dispatcher(served):
     t.join(10)
     wait_until(lambda: got, timeout=10)
     assert got == [("slept 0.2", "pizco-dispatcher")]
+
+
+def test_future_watcher_of_a_finished_future_emits_after_connecting(qtbot):
+    import concurrent.futures
+
+    from pizco_qt import FutureWatcher
+
+    fut = concurrent.futures.Future()
+    fut.set_result(7)
+    watcher = FutureWatcher(fut)  # already done: the signal must still reach slots connected now
+    got = []
+    watcher.finished.connect(got.append)
+    with qtbot.waitSignal(watcher.done, timeout=GUI_WAIT):
+        pass
+    assert got == [7]
