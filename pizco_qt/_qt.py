@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import inspect
 import re
+import threading
 from typing import Any, Callable, Optional
 
 from qtpy import QtCore
 
-__all__ = ["QtCore", "Signal", "Slot", "QObject", "QThread", "app_instance", "runs_event_loop",
+__all__ = ["QtCore", "Signal", "Slot", "on_destroyed", "QObject", "QThread", "app_instance", "runs_event_loop",
            "is_qt_signal", "is_deleted", "slot_arity", "API_NAME"]
 
 Signal = QtCore.Signal
@@ -135,3 +136,48 @@ def slot_arity(slot: Callable) -> Optional[int]:
         except Exception:
             return None
     return None
+
+
+class _Tripwire(QtCore.QObject):
+    """Calls a Python callback when the QObject it watches is destroyed.
+
+    Connecting a lambda directly to ``obj.destroyed`` is unsafe with PyQt: when
+    ``obj`` is deleted by its Qt parent, PyQt may already have released the
+    lambda's proxy and the call crashes. A real Qt slot of this separate,
+    independently kept object is invoked by Qt itself and stays valid.
+    """
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self._callback: Optional[Callable[[], None]] = callback
+
+    @QtCore.Slot()
+    def fire(self) -> None:
+        callback, self._callback = self._callback, None
+        with _WIRES_LOCK:
+            _WIRES.discard(self)
+        if callback is not None:
+            callback()
+
+    def cancel(self) -> None:
+        """Forget the callback (it will not be called)."""
+        self._callback = None
+        with _WIRES_LOCK:
+            _WIRES.discard(self)
+
+
+_WIRES: set = set()
+_WIRES_LOCK = threading.Lock()
+
+
+def on_destroyed(obj: Any, callback: Callable[[], None]) -> Any:
+    """Call ``callback()`` (in the deleting thread) when QObject ``obj`` is destroyed.
+
+    Safe where ``obj.destroyed.connect(lambda ...)`` is not (see _Tripwire). The
+    returned handle has ``cancel()``. Thread affinity: any thread.
+    """
+    wire = _Tripwire(callback)
+    with _WIRES_LOCK:
+        _WIRES.add(wire)
+    obj.destroyed.connect(wire.fire, QtCore.Qt.DirectConnection)
+    return wire

@@ -22,7 +22,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import config
-from ._qt import QObject, QtCore, Signal, is_deleted, is_qt_signal, slot_arity
+from ._qt import QObject, QtCore, Signal, is_deleted, is_qt_signal, on_destroyed, slot_arity
 from .agent import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, Agent, connectable, new_msgid
 from .delivery import Target, current_target, dispatcher, report_exception
 from .dispatch import builtin_exception
@@ -150,7 +150,7 @@ class _Connection:
     """One slot connected to one remote signal in one proxy."""
 
     __slots__ = ("slot", "call", "arity", "target", "coalesce", "latest", "queued", "dead", "sub",
-                 "weak_self", "latest_lock", "__weakref__")
+                 "weak_self", "latest_lock", "wire", "__weakref__")
 
     def __init__(self, slot: Any, target: Target, coalesce: bool, sub: "_SignalSub") -> None:
         self.slot = slot
@@ -164,6 +164,7 @@ class _Connection:
         self.dead = False
         self.sub = sub
         self.weak_self = None
+        self.wire: Any = None
         owner = getattr(slot, "__self__", None)
         if isinstance(owner, QObject) and not is_qt_signal(slot):
             # like Qt: a QObject's method does not keep it alive, and dies with it
@@ -171,7 +172,7 @@ class _Connection:
             self.call = None
             ref = weakref.ref(self)
             try:
-                owner.destroyed.connect(lambda *_: _drop_connection(ref))
+                self.wire = on_destroyed(owner, lambda: _drop_connection(ref))
             except Exception:
                 pass
 
@@ -272,6 +273,8 @@ class _SignalSub:
                 conn.push(inc)
 
     def remove(self, conn: _Connection) -> None:
+        if conn.wire is not None:
+            conn.wire.cancel()
         with self.lock:
             self.connections = tuple(c for c in self.connections if c is not conn)
             empty = not self.connections

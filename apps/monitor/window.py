@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 from qtpy import QtCore, QtGui, QtWidgets
 
 from pizco_qt import config
+from pizco_qt._qt import on_destroyed
 
 from .controller import RegistryClient, ServerSession, connectable_endpoint, describe_error
 from .dialogs import AddServerDialog, CallDialog
@@ -776,7 +777,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         dialog.succeeded.connect(lambda result: self.status(f"{session.label}.{name}() returned"))
         dialog.failed.connect(lambda exc: self.status(f"{session.label}.{name}() raised {type(exc).__name__}",
                                                       error=True))
-        dialog.destroyed.connect(lambda *_: setattr(self, "call_dialog", None))
+        on_destroyed(dialog, lambda: setattr(self, "call_dialog", None))  # not a lambda on destroyed: PyQt crash
         self.call_dialog = dialog
         dialog.show()
         return dialog
