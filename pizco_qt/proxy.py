@@ -895,7 +895,7 @@ class Proxy:
         """
         from .registry import lookup
 
-        entry = lookup(name, registry, protocol=kwargs.get("protocol"))
+        entry = lookup(name, registry, protocol=kwargs.get("protocol"), curve=kwargs.get("curve"))
         return cls(entry["rep_endpoint"], **kwargs)
 
     # -- the served object's surface -----------------------------------------

@@ -31,8 +31,9 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import config, iothread
 from .agent import new_msgid
-from .errors import PizcoError, RemoteError, RemoteTimeout
+from .errors import PizcoError, ProtocolError, RemoteError, RemoteTimeout
 from .protocol import Protocol
+from .security import CurveConfig
 
 logger = logging.getLogger(__name__)
 
@@ -125,17 +126,25 @@ def _interpret(content: Any, endpoint: str) -> Any:
     raise PizcoError(f"{endpoint} is not a registry: it answered {kind!r}")
 
 
-def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, timeout: float) -> Any:
+_REFUSALS = zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
+_HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                       | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, timeout: float,
+          curve: Optional[CurveConfig] = None) -> Any:
     """One request to the registry at ``endpoint`` from the calling thread.
 
     Fails fast (raises ``_NoAnswer`` within milliseconds) when the connection is
-    refused, else after ``timeout`` seconds without a reply. The socket lives
-    only for this call.
+    refused, else after ``timeout`` seconds without a reply; a refused CURVE
+    handshake raises ProtocolError. The socket lives only for this call.
     """
     ctx = iothread.context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED)
+    if curve is not None:
+        curve.configure_client(sock)
+    monitor = sock.get_monitor_socket(_REFUSALS | _HANDSHAKE_FAILURES)
     try:
         msgid = new_msgid()
         frames = protocol.encode(f"registry-client-{os.getpid()}", "", _exec_message(method, args), msgid)
@@ -151,8 +160,11 @@ def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, t
                 raise _NoAnswer(f"no reply from {endpoint} within {timeout:g} s")
             events = dict(poller.poll(max(1, int(remaining * 1000))))
             if monitor in events:
-                event = recv_monitor_message(monitor)
-                if event["event"] in (zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CLOSED):
+                event = recv_monitor_message(monitor)["event"]
+                if event & _HANDSHAKE_FAILURES:
+                    raise ProtocolError(f"CURVE authentication refused by {endpoint} (check the CURVE keys: "
+                                        "the registry's public key and its allowed clients)")
+                if event & _REFUSALS:
                     raise _NoAnswer(f"{endpoint} refused the connection")
             if sock in events:
                 reply = sock.recv_multipart()
@@ -176,10 +188,12 @@ def _unavailable(endpoint: str, why: Any) -> RegistryUnavailable:
 
 
 def lookup(name: str, registry: Optional[str] = None, *, protocol: Optional[Protocol] = None,
-           timeout: float = REGISTRY_TIMEOUT) -> Dict[str, Any]:
+           curve: Optional[CurveConfig] = None, timeout: float = REGISTRY_TIMEOUT) -> Dict[str, Any]:
     """The entry of the server registered as ``name`` (a dict with the keys of ``ENTRY_KEYS``).
 
-    ``registry`` defaults to ``PZC_REGISTRY``, else ``tcp://127.0.0.1:5777``.
+    ``registry`` defaults to ``PZC_REGISTRY``, else ``tcp://127.0.0.1:5777``;
+    ``protocol`` and ``curve`` (a client CurveConfig naming the registry's public
+    key) are those of the registry.
 
     Raises
     ------
@@ -191,7 +205,7 @@ def lookup(name: str, registry: Optional[str] = None, *, protocol: Optional[Prot
     endpoint = registry or config.registry_endpoint()
     protocol = protocol if protocol is not None else Protocol.from_environment()
     try:
-        return _call(endpoint, "lookup", (name,), protocol, timeout)
+        return _call(endpoint, "lookup", (name,), protocol, timeout, curve)
     except _NoAnswer as exc:
         raise _unavailable(endpoint, exc) from None
     except KeyError:
@@ -199,7 +213,7 @@ def lookup(name: str, registry: Optional[str] = None, *, protocol: Optional[Prot
 
 
 def registry_proxy(registry: Optional[str] = None, timeout: float = REGISTRY_TIMEOUT,
-                   protocol: Optional[Protocol] = None) -> Any:
+                   protocol: Optional[Protocol] = None, curve: Optional[CurveConfig] = None) -> Any:
     """A Proxy to the registry at ``registry`` (default ``PZC_REGISTRY``, else ``tcp://127.0.0.1:5777``).
 
     Its ``servers()``, ``lookup(name)``, ``server_added`` and ``server_removed``
@@ -214,7 +228,7 @@ def registry_proxy(registry: Optional[str] = None, timeout: float = REGISTRY_TIM
 
     endpoint = registry or config.registry_endpoint()
     try:
-        return Proxy(endpoint, timeout=timeout, protocol=protocol)
+        return Proxy(endpoint, timeout=timeout, protocol=protocol, curve=curve)
     except RemoteTimeout as exc:
         raise _unavailable(endpoint, f"no reply within {timeout:g} s") from exc
 
@@ -243,14 +257,16 @@ def _advertised(endpoint: str, registry: str) -> str:
 class _Registration:
     """A named server's membership in the registry (created before the server binds)."""
 
-    def __init__(self, name: str, protocol: Protocol, endpoint: str) -> None:
+    def __init__(self, name: str, protocol: Protocol, endpoint: str, curve: Optional[CurveConfig] = None) -> None:
         self.name = name
         self.protocol = protocol
         self.endpoint = endpoint
+        self.curve = curve if curve is not None and curve.is_client else None
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         self.answered = False        # the registry answered the reservation
         self.registered = False
         self.clash_logged = False
+        self.refused = False         # the registry rejected our key or CURVE keys
         self.stopped = False
         self.pending: Optional[concurrent.futures.Future] = None
         self.server_ref: "Optional[weakref.ref[Any]]" = None
@@ -289,8 +305,11 @@ def _describe(holder: Dict[str, Any]) -> str:
 
 
 def reserve_name(name: str, protocol: Protocol, registry: Optional[str] = None,
-                 rep_endpoint: Optional[str] = None) -> _Registration:
+                 rep_endpoint: Optional[str] = None, curve: Optional[CurveConfig] = None) -> _Registration:
     """Reserve ``name`` before a server binds ``rep_endpoint`` (0.5 s deadline); returns its registration.
+
+    A ``curve`` config that names a server public key (the registry's) makes
+    every exchange with the registry a CURVE client connection.
 
     Raises
     ------
@@ -298,13 +317,18 @@ def reserve_name(name: str, protocol: Protocol, registry: Optional[str] = None,
         If a live server already has the name.
     """
     _check_name(name)
-    reg = _Registration(name, protocol, registry or config.registry_endpoint())
+    reg = _Registration(name, protocol, registry or config.registry_endpoint(), curve)
     try:
         requested = _advertised(rep_endpoint or "", reg.endpoint)
         holder = _call(reg.endpoint, "reserve", (name, reg.token, socket.gethostname(), os.getpid(), _HERE,
-                                                 requested), protocol, RESERVE_TIMEOUT)
+                                                 requested), protocol, RESERVE_TIMEOUT, reg.curve)
     except _NoAnswer as exc:
         logger.info("no registry at %s (%s); %r registers in the background", reg.endpoint, exc, name)
+        return reg
+    except ProtocolError as exc:  # wrong key or CURVE keys: it will not change, so do not insist
+        logger.warning("the registry at %s refused %r (%s); this server serves unregistered",
+                       reg.endpoint, name, exc)
+        reg.refused = True
         return reg
     except Exception as exc:  # a registry that cannot be used: serve anyway
         logger.warning("the registry at %s refused to reserve %r: %s", reg.endpoint, name, exc)
@@ -321,7 +345,7 @@ def release_name(reg: _Registration) -> None:
     if not reg.answered:
         return
     try:
-        _call(reg.endpoint, "release", (reg.name, reg.token), reg.protocol, RESERVE_TIMEOUT)
+        _call(reg.endpoint, "release", (reg.name, reg.token), reg.protocol, RESERVE_TIMEOUT, reg.curve)
     except Exception as exc:
         logger.debug("releasing %r: %s", reg.name, exc)
 
@@ -336,14 +360,16 @@ def register_server(server: Any, name: str) -> None:
     """
     reg = server.__dict__.get("_registration")
     if reg is None or reg.name != name:
-        reg = _Registration(name, server.protocol, config.registry_endpoint())
+        reg = _Registration(name, server.protocol, config.registry_endpoint(), getattr(server, "curve", None))
         server._registration = reg
     reg.server_ref = weakref.ref(server)
+    if reg.refused:
+        return
     first_delay = 0.0
     if reg.answered:
         try:
             reg.outcome(_call(reg.endpoint, "register", (reg.entry(server), reg.token, _HERE),
-                              reg.protocol, REGISTRY_TIMEOUT))
+                              reg.protocol, REGISTRY_TIMEOUT, reg.curve))
             first_delay = REFRESH_PERIOD
         except _NoAnswer:
             pass
@@ -401,7 +427,7 @@ def unregister_server(server: Any) -> None:
     if not (reg.answered or reg.registered or reg.pending is not None):
         return
     try:
-        _call(reg.endpoint, "unregister", (reg.name, reg.token), reg.protocol, RESERVE_TIMEOUT)
+        _call(reg.endpoint, "unregister", (reg.name, reg.token), reg.protocol, RESERVE_TIMEOUT, reg.curve)
     except _NoAnswer:
         logger.debug("no registry at %s to unregister %r", reg.endpoint, reg.name)
     except Exception as exc:

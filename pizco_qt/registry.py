@@ -290,24 +290,42 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
     return server
 
 
+_EXAMPLES = """examples:
+  pizco-registry                                  this machine only, tcp://127.0.0.1:5777
+  pizco-registry tcp://127.0.0.1:0                a free port (printed on the ready line)
+  PZC_KEY=secret pizco-registry tcp://0.0.0.0:5777   for a lab network, with a shared key
+"""
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pizco-registry",
-        description="Serve the registry of pizco_qt servers: named servers register here, "
-                    "Proxy.from_name() and pizco-monitor find them here.")
+        description="Serve the registry of pizco_qt servers: named servers register here,\n"
+                    "Proxy.from_name() and pizco-monitor find them here.",
+        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("endpoint", nargs="?", default=None,
                         help=f"REP endpoint to bind (default: PZC_REGISTRY, else {config.DEFAULT_REGISTRY})")
     parser.add_argument("--pub", metavar="ENDPOINT", default=None,
                         help="PUB endpoint to bind (default: a free port on the same host)")
+    parser.add_argument("--curve-secret", metavar="FILE", default=None,
+                        help="serve with CURVE encryption using this key pair (.key_secret)")
+    parser.add_argument("--curve-clients", metavar="DIR", default=None,
+                        help="with --curve-secret: admit only the clients whose public keys (*.key) are here")
     parser.add_argument("--allow-insecure", action="store_true",
-                        help="allow a non-loopback endpoint with pickle and no key (PZC_KEY)")
+                        help="allow a non-loopback endpoint with pickle, no key (PZC_KEY) and no CURVE")
     parser.add_argument("-v", "--verbose", action="store_true", help="log servers as they come and go")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``pizco-registry [endpoint]``: serve a registry until SIGINT or SIGTERM (exit status 0)."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    for endpoint in (args.endpoint, args.pub):
+        if endpoint is not None and ("://" not in endpoint or not endpoint.split("://", 1)[1]):
+            parser.error(f"{endpoint!r} is not a ZMQ endpoint (e.g. tcp://127.0.0.1:5777)")
+    if args.curve_clients and not args.curve_secret:
+        parser.error("--curve-clients needs --curve-secret (the registry's own key pair)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
@@ -323,6 +341,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.pub:
             kwargs["pub_endpoint"] = args.pub
         try:
+            if args.curve_secret:
+                from .security import CurveConfig
+
+                kwargs["curve"] = CurveConfig(args.curve_secret, args.curve_clients)
             server = serve_registry(args.endpoint, **kwargs)
         except PizcoError as exc:
             print(f"pizco-registry: {exc}", file=sys.stderr)

@@ -99,7 +99,7 @@ class Server(Agent):
             from . import registry
 
             protocol = protocol if protocol is not None else Protocol.from_environment()
-            self._registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint)
+            self._registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint, curve=curve)
         try:
             super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure, curve=curve)
         except BaseException:

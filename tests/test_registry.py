@@ -195,7 +195,7 @@ def test_a_clash_found_later_is_logged_and_the_server_keeps_serving(monkeypatch,
     monkeypatch.setenv("PZC_REGISTRY", endpoint)
     a = closing(Server(Stage(), name="twin"))
     b = closing(Server(Stage(), name="twin"))
-    with caplog.at_level(logging.WARNING, logger="pizco_qt.registry"):
+    with caplog.at_level(logging.WARNING, logger="pizco_qt.registration"):
         reg = closing(registry.serve_registry(endpoint))
         wait_until(lambda: any("already used" in r.getMessage() for r in caplog.records), timeout=10)
     holder = reg.served_object.lookup("twin")["rep_endpoint"]
@@ -453,3 +453,47 @@ def test_a_killed_server_expires_by_its_silence_within_ten_seconds(reg_server, c
         assert 3.0 < elapsed < 10, f"expired after {elapsed:.1f} s"  # at least 6 s after its last refresh
     finally:
         _reap(proc)
+
+
+def test_a_curve_registry_admits_only_servers_and_clients_with_its_keys(monkeypatch, closing, tmp_path, caplog):
+    import shutil
+
+    import zmq.auth
+
+    from pizco_qt.errors import ProtocolError
+    from pizco_qt.security import CurveConfig
+
+    keys, clients = tmp_path / "keys", tmp_path / "clients"
+    keys.mkdir()
+    clients.mkdir()
+    for who in ("registry", "lab", "mallory"):
+        zmq.auth.create_certificates(str(keys), who)
+    shutil.copy(keys / "lab.key", clients / "lab.key")
+    reg = closing(registry.serve_registry("tcp://127.0.0.1:0", curve=CurveConfig(keys / "registry.key_secret", clients)))
+    monkeypatch.setenv("PZC_REGISTRY", reg.rep_endpoint)
+    to_registry = CurveConfig(keys / "lab.key_secret", server_public_key_file=keys / "registry.key")
+
+    # a CURVE server whose config names the registry's public key registers over CURVE
+    server = closing(Server(Stage(), curve=CurveConfig(keys / "lab.key_secret", clients, keys / "registry.key"),
+                            name="secure"))
+    entry = registry.lookup("secure", curve=to_registry)
+    assert entry["rep_endpoint"] == server.rep_endpoint
+    rp = closing(registry.registry_proxy(curve=to_registry))
+    assert [e["name"] for e in rp.servers()] == ["secure"]
+    proxy = closing(Proxy(entry["rep_endpoint"], timeout=5,
+                          curve=CurveConfig(keys / "lab.key_secret", server_public_key_file=keys / "lab.key")))
+    assert proxy.move_by(2) == 2.0
+
+    # clients without the right keys are refused with a clear error
+    with pytest.raises(ProtocolError, match="CURVE"):
+        registry.lookup("secure")
+    mallory = CurveConfig(keys / "mallory.key_secret", server_public_key_file=keys / "registry.key")
+    with pytest.raises(ProtocolError, match="CURVE"):
+        registry.lookup("secure", curve=mallory)
+
+    # a server the registry refuses still serves, unregistered, and says why
+    with caplog.at_level(logging.WARNING, logger="pizco_qt.registration"):
+        outsider = closing(Server(Stage(position=5.0), name="outsider"))
+    assert any("CURVE" in r.getMessage() and "outsider" in r.getMessage() for r in caplog.records)
+    assert closing(Proxy(outsider.rep_endpoint, timeout=5)).position == 5.0
+    assert [e["name"] for e in rp.servers()] == ["secure"]
