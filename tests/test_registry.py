@@ -309,7 +309,7 @@ def test_help_exits_zero_and_starts_nothing():
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("usage:") and "pizco-registry" in done.stdout
-        assert "ready" not in done.stdout
+        assert "pizco-registry ready" not in done.stdout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
