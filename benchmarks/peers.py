@@ -125,11 +125,32 @@ def serve_pizco() -> Dict[str, Any]:
     """A pizco_qt Server of a Bench with a pizco_qt Signal."""
     from pizco_qt import Server, Signal
 
+    # 100 attributes v0..v99 with change signals s0..s99, for the binding rows
+    signals = {f"s{k}": Signal() for k in range(100)}
+
     class PizcoBench(Bench):
         changed = Signal()
+        locals().update(signals)
+
+        def __init__(self) -> None:
+            super().__init__()
+            for k in range(100):
+                setattr(self, f"v{k}", 0)
 
         def emit_burst(self, n: int, rate: float) -> None:
             threading.Thread(target=pace, args=(n, rate, self.changed.emit), daemon=True).start()
+
+        def emit_each(self, hz: float, seconds: float) -> None:
+            """Emit s0..s99 at ``hz`` each for ``seconds`` (staggered)."""
+            sigs = [getattr(self, f"s{k}") for k in range(100)]
+
+            def emit(i: int, t: float) -> None:
+                k = i % 100
+                setattr(self, f"v{k}", i)
+                sigs[k].emit(i)
+
+            n = int(100 * hz * seconds)
+            threading.Thread(target=pace, args=(n, 100 * hz, emit), daemon=True).start()
 
     server = Server(PizcoBench())
     return {"endpoint": server.rep_endpoint, "_keep": server}

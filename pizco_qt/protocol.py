@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import io
 import json
 import pickle
 from typing import Any, List, NamedTuple, Optional, Sequence
@@ -79,6 +80,46 @@ def _check_serializer(name: str) -> str:
             raise ValueError(f"serializer {name!r}: this Python supports pickle up to {pickle.HIGHEST_PROTOCOL}")
         return name
     raise ValueError(f"unknown serializer {name!r} (use 'pickle', 'pickleN', 'json')")
+
+
+#: ``bytes`` at least this large travel as out-of-band frames with ``pickle5oob``.
+OOB_BYTES = 64 * 1024
+
+
+def _has_large_bytes(content: Any, budget: int = 200) -> bool:
+    """Whether ``content`` holds a large ``bytes`` within a few levels (a bounded look)."""
+    stack = [(content, 0)]
+    while stack and budget > 0:
+        obj, depth = stack.pop()
+        budget -= 1
+        kind = type(obj)
+        if kind is bytes:
+            if len(obj) >= OOB_BYTES:
+                return True
+        elif depth < 4:
+            if kind is tuple or kind is list:
+                stack.extend((item, depth + 1) for item in obj[:50])
+            elif kind is dict:
+                stack.extend((item, depth + 1) for item in list(obj.values())[:50])
+    return False
+
+
+class _BytesOutOfBand(pickle.Pickler):
+    """Pickles large ``bytes`` as persistent ids that are protocol-5 out-of-band buffers."""
+
+    def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is bytes and len(obj) >= OOB_BYTES:
+            return pickle.PickleBuffer(obj)
+        return None
+
+
+class _BytesInBand(pickle.Unpickler):
+    """Turns the out-of-band buffers of ``_BytesOutOfBand`` back into ``bytes``."""
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, (memoryview, bytes, bytearray)):
+            return bytes(pid)
+        raise pickle.UnpicklingError("unsupported persistent id")
 
 
 def _json_default(obj: Any) -> Any:
@@ -140,6 +181,12 @@ class Protocol:
         if name == OOB:
             buffers: list = []
             payload = pickle.dumps(content, 5, buffer_callback=buffers.append)
+            if len(payload) >= OOB_BYTES and _has_large_bytes(content):
+                # bytes are always pickled in-band: move the large ones out of band too
+                buffers = []
+                out = io.BytesIO()
+                _BytesOutOfBand(out, 5, buffer_callback=buffers.append).dump(content)
+                payload = out.getvalue()
             return payload, [b.raw() for b in buffers]
         if name == "json":
             return json.dumps(content, default=_json_default).encode("utf-8"), []
@@ -154,7 +201,9 @@ class Protocol:
             if serializer == "json":
                 return json.loads(bytes(payload).decode("utf-8"))
             if serializer == OOB:
-                return pickle.loads(payload, buffers=buffers)
+                if not buffers:
+                    return pickle.loads(payload)
+                return _BytesInBand(io.BytesIO(payload), buffers=buffers).load()
             if serializer.startswith("pickle"):
                 return pickle.loads(payload)
         except Exception as exc:  # hostile payloads raise anything
