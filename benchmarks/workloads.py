@@ -50,13 +50,13 @@ def latency(fn: Callable[[], Any], n: int) -> Dict[str, float]:
 
 def throughput(client: Any, threads: int, duration: float) -> float:
     """Calls per second from ``threads`` threads (sharing the client where it allows)."""
-    clients = [client if i == 0 else client.for_thread() for i in range(threads)]
     counts = [0] * threads
-    start = threading.Barrier(threads + 1)
+    start = threading.Barrier(threads + 1, timeout=60)
     stop_at = [0.0]
 
     def run(i: int) -> None:
-        c = clients[i]
+        # a client that cannot be shared is made in the thread that uses it
+        c = client if client.shared_across_threads else client.for_thread()
         for _ in range(20):
             c.call(1)
         start.wait()
@@ -68,6 +68,8 @@ def throughput(client: Any, threads: int, duration: float) -> float:
             if k % 16 == 0 and now() >= end:
                 break
         counts[i] = k
+        if c is not client:
+            c.close()
 
     ts = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
     for t in ts:
@@ -78,9 +80,6 @@ def throughput(client: Any, threads: int, duration: float) -> float:
     for t in ts:
         t.join()
     elapsed = now() - t0
-    for c in clients:
-        if c is not client:
-            c.close()
     return sum(counts) / elapsed
 
 

@@ -46,6 +46,7 @@ def send_frames(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None
     queued: ZMQ queues the rest of a multipart message atomically.
     """
     last = len(frames) - 1
+    flags = int(flags)  # pyzmq's enums make every ``|`` a Python-level call
     more = flags | _SNDMORE
     for i, frame in enumerate(frames):
         if isinstance(frame, bytes) and len(frame) < ZERO_COPY:
@@ -60,6 +61,7 @@ def recv_frames(sock: zmq.Socket, flags: int = 0, copied: int = 6) -> List[Any]:
     The first ``copied`` frames are bytes; later frames are bytes when small and
     read-only memoryviews of the received ZMQ message when large (no copy).
     """
+    flags = int(flags)
     frames: List[Any] = [_recv(sock, flags)]
     while _get(sock, _RCVMORE):
         if len(frames) < copied:

@@ -67,9 +67,10 @@ def header(sender: str, topic: str) -> bytes:
     return f"{PREFIX}+{sender}+{topic}".encode("utf-8")
 
 
-#: Serializer frames that need no validation (the common ones), decoded.
+#: Serializer frames that need no validation (the common ones), decoded; and encoded.
 _KNOWN_SER = {b"pickle": "pickle", b"json": "json", OOB.encode(): OOB,
               **{f"pickle{n}".encode(): f"pickle{n}" for n in range(pickle.HIGHEST_PROTOCOL + 1)}}
+_SER_FRAMES = {name: frame for frame, name in _KNOWN_SER.items()}
 
 
 def _check_serializer(name: str) -> str:
@@ -216,10 +217,14 @@ class Protocol:
     ) -> List[Any]:
         """Build the frames of one message (5, or more for ``pickle5oob`` with buffers)."""
         name = serializer or self.serializer
-        payload, buffers = self.dumps(content, name)
-        frames: List[Any] = [header(sender, topic), name.encode("utf-8"), payload, msgid.encode("utf-8")]
+        if name == "pickle":  # the common cases first
+            payload, buffers = pickle.dumps(content, pickle.HIGHEST_PROTOCOL), None
+        else:
+            payload, buffers = self.dumps(content, name)
+        frames: List[Any] = [header(sender, topic), _SER_FRAMES.get(name) or name.encode("utf-8"), payload,
+                             msgid.encode("utf-8")]
         if self.hmac_key:
-            frames.append(self.sign(frames + buffers))
+            frames.append(self.sign(frames + (buffers or [])))
         else:
             frames.append(b"")
         if buffers:

@@ -157,7 +157,7 @@ class Server(Agent):
     def _serve_request(self, env: Envelope, content: Any) -> Any:
         with self._stats_lock:
             self.requests_served += 1
-        thread = self._object_thread() if isinstance(content, tuple) else None
+        thread = self._object_thread() if self._affinity is not None and isinstance(content, tuple) else None
         if thread is None or thread is QtCore.QThread.currentThread():
             reply = self.on_request(env.sender, env.topic, content, env.msgid, env.serializer)
         else:
