@@ -184,19 +184,31 @@ class ChildProcess:
         if self._ready.is_set():
             return
         if self.popen.poll() is None and not self._stdout_closed.is_set():
-            self.stop(timeout=0)
+            self._kill()
             raise ProcessStartError(
                 f"the server process for {self.label} was not ready within {timeout:g} s "
                 f"(pid {self.pid}; killed)", self.popen.returncode, self._final_stderr())
         try:
             rc = self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            self.stop(timeout=0)
+        except subprocess.TimeoutExpired:  # stdout closed but still running
+            self._kill()
             rc = self.popen.returncode
         self._forget_if_dead()
         raise ProcessStartError(
             f"the server process for {self.label} exited with status {rc} before it was ready",
             rc, self._final_stderr())
+
+    def _kill(self) -> None:
+        """Kill and reap a child that failed to start (no clean stop is owed)."""
+        with self._stop_lock:
+            self._stopping = True
+        if self.popen.poll() is None:
+            self.popen.kill()
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - unkillable
+            logger.error("the server process %d could not be reaped", self.pid)
+        self.stop(timeout=0.1)  # closes the pipes and joins the drains
 
     def _final_stderr(self) -> str:
         self._err_thread.join(2)
