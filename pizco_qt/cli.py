@@ -7,9 +7,10 @@ printed on stdout as one parseable line::
 
     pizco-server ready rep=tcp://127.0.0.1:41235 pub=tcp://127.0.0.1:40211
 
-SIGINT and SIGTERM only set a flag and wake the main loop (``select`` on a
-socket pair headless, a QSocketNotifier under Qt, both fed by
-``signal.set_wakeup_fd``); the loop then unregisters, stops and exits 0. With
+Once the object exists, SIGINT and SIGTERM only set a flag and wake the main
+loop (``select`` on a socket pair headless, a QSocketNotifier under Qt, both fed
+by ``signal.set_wakeup_fd``); the loop then unregisters, stops and exits 0.
+Before that, Ctrl+C interrupts a slow import or constructor (exit status 130). With
 ``--watch-stdin`` the server also stops when its standard input reaches
 end-of-file (``serve_in_process`` uses this so a child dies with its parent).
 
@@ -239,10 +240,10 @@ def _import_class(spec: str) -> Any:
     return obj
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = 1) -> int:
     sys.stderr.write(f"pizco-server: error: {message}\n")
     sys.stderr.flush()
-    return 1
+    return status
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -252,7 +253,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for d in reversed(ns.path):
         sys.path.insert(0, os.path.abspath(os.path.expanduser(d)))
     control = _StopControl()
-    control.install()
     try:
         return _run(ns, control)
     finally:
@@ -268,6 +268,8 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
     if ns.serve:
         try:
             cls = _import_class(ns.serve)
+        except KeyboardInterrupt:
+            return _fail("interrupted", 130)
         except BaseException as exc:
             traceback.print_exc()
             return _fail(f"cannot import {ns.serve}: {type(exc).__name__}: {exc}")
@@ -276,11 +278,16 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
     if cls is not None:
         try:
             obj = cls(*ns.ctor_args, **ns.ctor_kwargs)
+        except KeyboardInterrupt:
+            return _fail("interrupted", 130)
         except BaseException as exc:
             traceback.print_exc()
             return _fail(f"constructing {ns.serve} failed: {type(exc).__name__}: {exc}")
+    # Until here Ctrl+C interrupts a slow import or constructor; from now on SIGINT
+    # and SIGTERM only set the flag, and the loop below stops cleanly.
+    control.install()
     if control.reason is not None:
-        return 0  # stopped while the object was being built
+        return 0  # the parent went away while the object was being built
     try:
         server = Server(obj, ns.rep_endpoint, ns.pub_endpoint, name=ns.name, allow_insecure=ns.allow_insecure)
     except BaseException as exc:

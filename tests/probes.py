@@ -25,9 +25,20 @@ class Counter:
         self.step = step
 
     def bump(self) -> int:
+        """Add the step and emit ``changed``."""
         self.value += self.step
         self.changed.emit(self.value)
         return self.value
+
+    def close_status_window(self) -> bool:
+        """Close the status window right after this call has been answered."""
+        from qtpy import QtWidgets
+
+        for w in QtWidgets.QApplication.topLevelWidgets():
+            if type(w).__name__ == "StatusWindow" and w.isVisible():
+                QtCore.QTimer.singleShot(50, w.close)
+                return True
+        return False
 
     def pid(self) -> int:
         return os.getpid()
@@ -62,6 +73,16 @@ class WindowProbe(QtCore.QObject):
             if type(w).__name__ == "StatusWindow" and w.isVisible():
                 w.refresh()
                 return bool(w.grab().save(path))
+        return False
+
+    def close_status_window(self) -> bool:
+        """Close the status window right after this call has been answered."""
+        from qtpy import QtWidgets
+
+        for w in QtWidgets.QApplication.topLevelWidgets():
+            if type(w).__name__ == "StatusWindow" and w.isVisible():
+                QtCore.QTimer.singleShot(50, w.close)
+                return True
         return False
 
     def pid(self) -> int:

@@ -182,3 +182,23 @@ def test_gui_server_ends_when_stopped_remotely(spawn):
     rep, _ = child.ready()
     Proxy(rep, timeout=10)._proxy_stop_server()
     assert child.wait(5) == 0, child.describe()
+
+
+def test_closing_the_status_window_ends_the_program(spawn):
+    child = spawn(server_argv("tcp://127.0.0.1:0", "--serve", "probes:WindowProbe", "-p", HERE, "-g"),
+                  env={"QT_QPA_PLATFORM": "offscreen"})
+    rep, _ = child.ready()
+    proxy = Proxy(rep, timeout=10)
+    try:
+        assert proxy.close_status_window()
+    finally:
+        proxy._proxy_stop_me()
+    assert child.wait(5) == 0, child.describe()
+
+
+def test_gui_server_watching_stdin_ends_on_eof(spawn):
+    child = spawn(server_argv("tcp://127.0.0.1:0", "--serve", "probes:Counter", "-p", HERE, "-g",
+                              "--watch-stdin"), env={"QT_QPA_PLATFORM": "offscreen"})
+    child.ready()
+    child.popen.stdin.close()
+    assert child.wait(5) == 0, child.describe()
