@@ -300,13 +300,18 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
 
             window = StatusWindow(server)
             window.show()
-        logger.info("serving %s at %s (publishing at %s)", what, server.rep_endpoint, server.pub_endpoint)
-        sys.stdout.write(READY_FORMAT.format(rep=server.rep_endpoint, pub=server.pub_endpoint) + "\n")
-        sys.stdout.flush()
+
+        def announce() -> None:
+            logger.info("serving %s at %s (publishing at %s)", what, server.rep_endpoint, server.pub_endpoint)
+            sys.stdout.write(READY_FORMAT.format(rep=server.rep_endpoint, pub=server.pub_endpoint) + "\n")
+            sys.stdout.flush()
+
         _watch_server(server, control)
         if app is not None:
-            _qt_loop(app, control, window)
+            # ready only once the event loop runs: a served QObject is then called in its thread
+            _qt_loop(app, control, window, announce)
         else:
+            announce()
             control.wait()
         logger.info("stopping: %s", control.reason or "window closed")
     finally:
@@ -332,9 +337,13 @@ def _make_app(gui: bool, cls: Any) -> Any:
     return None
 
 
-def _qt_loop(app: Any, control: _StopControl, window: Any) -> None:
+def _qt_loop(app: Any, control: _StopControl, window: Any, announce: Any) -> None:
     from qtpy import QtCore
 
+    start = QtCore.QTimer()
+    start.setSingleShot(True)
+    start.timeout.connect(announce)
+    start.start(0)
     notifier = QtCore.QSocketNotifier(control.fileno(), QtCore.QSocketNotifier.Read)
 
     def woken() -> None:
