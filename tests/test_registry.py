@@ -497,3 +497,26 @@ def test_a_curve_registry_admits_only_servers_and_clients_with_its_keys(monkeypa
     assert any("CURVE" in r.getMessage() and "outsider" in r.getMessage() for r in caplog.records)
     assert closing(Proxy(outsider.rep_endpoint, timeout=5)).position == 5.0
     assert [e["name"] for e in rp.servers()] == ["secure"]
+
+
+def test_registrations_do_not_pile_up_while_the_registry_is_away(monkeypatch, closing):
+    from pizco_qt import registration
+
+    monkeypatch.setattr(registration, "REFRESH_PERIOD", 0.05)  # many refresh periods in a short test
+    endpoint = _free_tcp_endpoint()
+    monkeypatch.setenv("PZC_REGISTRY", endpoint)
+    server = closing(Server(Stage(), name="patient"))
+    sent = []
+    original = server.request_async
+
+    def counting(*args, **kwargs):
+        sent.append(args[0])
+        return original(*args, **kwargs)
+
+    server.request_async = counting
+    wait_until(lambda: len(sent) >= 10, timeout=10)
+    assert set(sent) == {endpoint}
+    assert len(server._async_pending) <= 1  # each unanswered registration is dropped before the next
+    assert list(server._async_socks) in ([], [endpoint])
+    reg = closing(registry.serve_registry(endpoint))
+    wait_until(lambda: [e["name"] for e in reg.served_object.servers()] == ["patient"], timeout=10)
