@@ -32,6 +32,8 @@ import threading
 import traceback
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .security import add_curve_arguments, curve_from_args
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["main", "build_parser", "READY_FORMAT"]
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     parser.add_argument("--allow-insecure", action="store_true",
                         help="allow binding a non-loopback address with pickle and no key or CURVE")
+    add_curve_arguments(parser, "server")
     parser.add_argument("--watch-stdin", action="store_true",
                         help="stop when standard input is closed (used by serve_in_process so the "
                              "server ends with its parent)")
@@ -98,6 +101,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             parser.error(f"{attr.replace('_', ' ')} {ep!r} is not a ZMQ endpoint (e.g. tcp://127.0.0.1:8000)")
     if ns.pub_endpoint is None:
         ns.pub_endpoint = _default_pub(ns.rep_endpoint)
+    ns.curve = curve_from_args(parser, ns, "server")
     if ns.serve is None and (ns.args is not None or ns.kwargs is not None):
         parser.error("--args and --kwargs need --serve MODULE:CLASS")
     if ns.serve is not None:
@@ -289,7 +293,8 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
     if control.reason is not None:
         return 0  # the parent went away while the object was being built
     try:
-        server = Server(obj, ns.rep_endpoint, ns.pub_endpoint, name=ns.name, allow_insecure=ns.allow_insecure)
+        server = Server(obj, ns.rep_endpoint, ns.pub_endpoint, name=ns.name, allow_insecure=ns.allow_insecure,
+                        curve=ns.curve)
     except BaseException as exc:
         return _fail(str(exc))
     what = type(obj).__name__ if obj is not None else "an empty server"

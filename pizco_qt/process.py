@@ -364,7 +364,8 @@ def build_argv(served_cls: type, args: tuple, kwargs: dict, rep_endpoint: Option
 def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] = None,
                      rep_endpoint: Optional[str] = None, pub_endpoint: Optional[str] = None, *,
                      name: Optional[str] = None, protocol: Optional[Protocol] = None,
-                     gui: bool = False, verbose: bool = False, timeout: float = 30) -> Any:
+                     gui: bool = False, verbose: bool = False, timeout: float = 30,
+                     curve: Optional[Any] = None) -> Any:
     """Serve ``served_cls(*args, **kwargs)`` in a new child process and return a Proxy to it.
 
     Parameters
@@ -385,6 +386,9 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
         Verbose logging in the child; its output is relayed to this process's stdout/stderr.
     timeout : float
         Seconds to wait for the child's ready line.
+    curve : CurveConfig, optional
+        CURVE for the child's server (its key files go on the child's command line);
+        the returned proxy reaches it with the same key pair.
 
     Returns
     -------
@@ -405,13 +409,18 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
         raise TypeError(f"serve_in_process needs a class, not {type(served_cls).__name__}")
     argv = build_argv(served_cls, tuple(args), dict(kwargs or {}), rep_endpoint, pub_endpoint,
                       name=name, gui=gui, verbose=verbose)
+    if curve is not None:
+        argv += ["--curve-secret", curve.secret_key_file]
+        if curve.public_keys_dir is not None:
+            argv += ["--curve-clients", curve.public_keys_dir]
     label = f"{served_cls.__module__}.{served_cls.__qualname__}"
     child = ChildProcess(argv, _child_env(protocol), label, verbose=verbose)
     try:
         child.wait_ready(timeout)
         from .agent import connectable
 
-        proxy = Proxy(connectable(child.rep_endpoint), protocol=protocol)
+        proxy = Proxy(connectable(child.rep_endpoint), protocol=protocol,
+                      curve=curve.for_own_client() if curve is not None else None)
     except BaseException:
         child.stop(timeout=2.0)
         raise

@@ -25,7 +25,7 @@ from .protocol import Protocol
 logger = logging.getLogger(__name__)
 
 __all__ = ["is_loopback_endpoint", "check_bind_allowed", "CurveConfig", "CurveChannel",
-           "register_curve_server", "unregister_curve_server"]
+           "register_curve_server", "unregister_curve_server", "add_curve_arguments", "curve_from_args"]
 
 
 def _host(endpoint: str) -> Optional[str]:
@@ -344,3 +344,43 @@ class CurveChannel:
                 self.lock.release()
         else:
             self.closed = True
+
+
+# ---------------------------------------------------------------------- command lines
+def add_curve_arguments(parser: Any, role: str = "server") -> None:
+    """Add ``--curve-secret FILE``, ``--curve-clients DIR`` and ``--curve-server FILE`` to an
+    argparse parser (``role`` 'server' or 'client' only changes the help texts)."""
+    group = parser.add_argument_group(
+        "CURVE encryption (key files from zmq.auth.create_certificates; the HMAC key comes from PZC_KEY)")
+    if role == "server":
+        group.add_argument("--curve-secret", metavar="FILE", default=None,
+                           help="this server's key pair (.key_secret): encrypt and authenticate with CURVE")
+        group.add_argument("--curve-clients", metavar="DIR", default=None,
+                           help="directory of the public keys (.key) of the clients allowed in "
+                                "(default: any client that knows the server's public key)")
+        group.add_argument("--curve-server", metavar="FILE", default=None,
+                           help="public key (.key) of the CURVE registry this server registers with")
+    else:
+        group.add_argument("--curve-secret", metavar="FILE", default=None,
+                           help="this client's key pair (.key_secret), to reach CURVE servers")
+        group.add_argument("--curve-clients", metavar="DIR", default=None,
+                           help="accepted as pizco-server does (a client has no clients to admit)")
+        group.add_argument("--curve-server", metavar="FILE", default=None,
+                           help="the servers' public key (.key)")
+
+
+def curve_from_args(parser: Any, ns: Any, role: str = "server") -> Optional[CurveConfig]:
+    """The CurveConfig the parsed options ask for, or None; bad options exit with status 2."""
+    secret, clients, server = ns.curve_secret, ns.curve_clients, ns.curve_server
+    if secret is None:
+        if clients is not None or server is not None:
+            parser.error("--curve-clients and --curve-server need --curve-secret FILE")
+        return None
+    if role == "client" and server is None:
+        parser.error("--curve-secret needs --curve-server FILE (the servers' public key)")
+    try:
+        return CurveConfig(os.path.expanduser(secret), os.path.expanduser(clients) if clients else None,
+                           os.path.expanduser(server) if server else None)
+    except PizcoError as exc:
+        parser.error(str(exc))
+    return None  # pragma: no cover - parser.error exits

@@ -361,12 +361,13 @@ class Server(Agent):
     def serve_in_process(cls, served_cls: Any, args: tuple = (), kwargs: Optional[dict] = None,
                          rep_endpoint: Optional[str] = None, pub_endpoint: Optional[str] = None, *,
                          name: Optional[str] = None, protocol: Optional[Protocol] = None,
-                         gui: bool = False, verbose: bool = False, timeout: float = 30) -> Any:
+                         gui: bool = False, verbose: bool = False, timeout: float = 30,
+                         curve: Optional[CurveConfig] = None) -> Any:
         """Serve a new ``served_cls(*args, **kwargs)`` in a child process; returns a Proxy."""
         from .process import serve_in_process
 
         return serve_in_process(served_cls, args, kwargs, rep_endpoint, pub_endpoint, name=name,
-                                protocol=protocol, gui=gui, verbose=verbose, timeout=timeout)
+                                protocol=protocol, gui=gui, verbose=verbose, timeout=timeout, curve=curve)
 
 
 def local_server_for(endpoint: str) -> Optional[Server]:

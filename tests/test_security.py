@@ -15,6 +15,7 @@ import pytest
 import zmq
 import zmq.auth
 
+from childproc import spawn  # noqa: F401  (a fixture)
 from objects import Stage
 from pizco_qt import Agent, PizcoError, Protocol, ProtocolError, Proxy, RemoteTimeout, Server
 from pizco_qt.security import CurveConfig, is_loopback_endpoint
@@ -369,3 +370,95 @@ def test_curve_config_errors(tmp_path):
     with pytest.raises(PizcoError, match="does not exist"):
         CurveConfig(keys / "server.key_secret", tmp_path / "nowhere")
     assert "server.key_secret" in repr(CurveConfig(keys / "server.key_secret"))
+
+
+# ---------------------------------------------------------------------- CURVE from the command lines
+def test_curve_options_of_pizco_server(spawn, tmp_path):
+    """pizco-server --curve-secret/--curve-clients: allowed client served, others refused, bad options exit 2."""
+    from childproc import HERE, server_argv
+
+    keys, clients = _curve_keys(tmp_path)
+    child = spawn(server_argv("tcp://127.0.0.1:0", "--serve", "objects:Stage", "--args", "(5.0,)", "-p", HERE,
+                              "--curve-secret", str(keys / "server.key_secret"), "--curve-clients", str(clients)))
+    rep, _ = child.ready()
+    alice = CurveConfig(keys / "alice.key_secret", server_public_key_file=keys / "server.key")
+    proxy = Proxy(rep, timeout=5, curve=alice)
+    try:
+        assert proxy.position == 5.0
+    finally:
+        proxy._proxy_stop_me()
+    mallory = CurveConfig(keys / "mallory.key_secret", server_public_key_file=keys / "server.key")
+    with pytest.raises(ProtocolError, match="CURVE authentication refused"):
+        Proxy(rep, timeout=5, curve=mallory)
+    for bad, message in (
+            (("--curve-clients", str(clients)), "need --curve-secret"),
+            (("--curve-secret", str(keys / "server.key")), "no secret key"),
+            (("--curve-secret", str(keys / "server.key_secret"), "--curve-clients", str(tmp_path / "no")),
+             "does not exist")):
+        wrong = spawn(server_argv("tcp://127.0.0.1:0", *bad))
+        assert wrong.wait(30) == 2
+        assert message in "\n".join(wrong.stderr)
+
+
+def test_curve_on_a_network_endpoint_needs_no_opt_in(spawn, tmp_path):
+    from childproc import server_argv
+
+    keys, clients = _curve_keys(tmp_path)
+    child = spawn(server_argv("tcp://0.0.0.0:0", "--curve-secret", str(keys / "server.key_secret")))
+    rep, _ = child.ready()
+    port = rep.rsplit(":", 1)[1]
+    anyone = CurveConfig(keys / "mallory.key_secret", server_public_key_file=keys / "server.key")
+    agent = Agent(curve=anyone, _bind=False)
+    try:
+        assert agent.request(f"tcp://127.0.0.1:{port}", "info", timeout=5)["rep_endpoint"] == rep
+    finally:
+        agent.stop()
+
+
+def test_curve_serve_in_process(tmp_path):
+    keys, clients = _curve_keys(tmp_path)
+    proxy = Server.serve_in_process(Stage, (6.0,), curve=CurveConfig(keys / "server.key_secret", clients))
+    try:
+        assert proxy.position == 6.0
+        mallory = CurveConfig(keys / "mallory.key_secret", server_public_key_file=keys / "server.key")
+        with pytest.raises(ProtocolError, match="CURVE authentication refused"):
+            Proxy(proxy._proxy_endpoint, timeout=5, curve=mallory)
+    finally:
+        proxy._proxy_stop_server()
+
+
+def test_curve_options_of_pizco_monitor(qtbot, closing, tmp_path, monkeypatch):
+    """pizco-monitor's --curve-* options build the CurveConfig its proxies use; the window then
+    shows a CURVE server that refuses every other client."""
+    from qtpy import QtCore
+
+    from pizco_qt import registry
+    from pizco_qt.apps.monitor import MonitorWindow
+    from pizco_qt.apps.monitor.__main__ import build_parser
+    from pizco_qt.security import curve_from_args
+
+    keys, clients = _curve_keys(tmp_path)
+    parser = build_parser()
+    args = parser.parse_args(["--curve-secret", str(keys / "alice.key_secret"),
+                              "--curve-server", str(keys / "server.key")])
+    curve = curve_from_args(parser, args, "client")
+    assert curve.is_client and curve.secret_key_file == str(keys / "alice.key_secret")
+    with pytest.raises(SystemExit):
+        curve_from_args(parser, parser.parse_args(["--curve-secret", str(keys / "alice.key_secret")]), "client")
+
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope, str(settings))
+    reg = closing(registry.serve_registry("tcp://127.0.0.1:0"))
+    monkeypatch.setenv("PZC_REGISTRY", reg.rep_endpoint)
+    stage = Stage(8.5)
+    server = closing(Server(stage, curve=CurveConfig(keys / "server.key_secret", clients)))
+    window = MonitorWindow(reg.rep_endpoint, timeout=5, proxy_kwargs={"curve": curve})
+    qtbot.addWidget(window)
+    try:
+        window.add_endpoint(server.rep_endpoint, remember=False)
+        qtbot.waitUntil(lambda: window.server_model.entry(server.rep_endpoint).state == "online", timeout=15000)
+        window.select_server(server.rep_endpoint)
+        qtbot.waitUntil(lambda: "position" in window.attribute_model.names(), timeout=15000)
+    finally:
+        window.close()

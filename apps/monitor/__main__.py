@@ -26,12 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
                              "server (needs the 'demo' extra), and show them")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="seconds to wait for a server's answer (default: PZC_TIMEOUT, at most 5)")
+    parser.add_argument("--allow-insecure", action="store_true",
+                        help="accepted as pizco-server does; the monitor binds nothing itself and "
+                             "the --demo servers bind 127.0.0.1, which needs no opt-in")
+    from pizco_qt.security import add_curve_arguments
+
+    add_curve_arguments(parser, "client")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the monitor; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pizco_qt.security import curve_from_args
+
+    curve = curve_from_args(parser, args, "client")
     from qtpy import QtCore, QtWidgets
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
@@ -54,7 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from pizco_qt.apps.monitor.window import MonitorWindow
 
     try:
-        window = MonitorWindow(registry, timeout=args.timeout)
+        window = MonitorWindow(registry, timeout=args.timeout,
+                               proxy_kwargs={"curve": curve} if curve is not None else None)
         for endpoint in args.add:
             window.add_endpoint(endpoint)
         if demo is not None:
