@@ -306,6 +306,7 @@ class _ProxyCore:
         self.probing = False
         self.checking = False
         self.confirming: Optional[str] = None
+        self.rewired = time.monotonic()
         self.local_server: Any = None
         self.process: Any = None
         try:
@@ -442,7 +443,13 @@ class _ProxyCore:
         old_pub, old_sender = self.pub, self.sender
         self.apply_info(info)
         agent = self.agent
-        if self.pub != old_pub:
+        now = time.monotonic()
+        # The server answers again. A new PUB endpoint needs a new connection; on the
+        # same one, a SUB that reconnected by itself may still not have re-sent its
+        # subscriptions (no heartbeat comes then), so a fresh connection is made too,
+        # at most once per few heartbeat periods so the first heartbeat has time to come.
+        if self.pub != old_pub or now - self.rewired > max(3 * self.period, 1.0):
+            self.rewired = now
             agent._sub_disconnect(old_pub)
             agent._sub_connect(self.pub)
         if self.sender != old_sender:
