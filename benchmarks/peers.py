@@ -395,7 +395,12 @@ class Pyro5Client(Client):
         self.proxy._pyroBind()
 
     def call(self, x: Any) -> Any:
-        return self.proxy.echo(x)
+        result = self.proxy.echo(x)
+        if self.serializer == "serpent" and isinstance(result, dict):
+            import serpent  # serpent sends bytes as base64 in a dict; users convert them back
+
+            result = serpent.tobytes(result)
+        return result
 
     def attr(self) -> Any:
         # what ``self.proxy.value`` does, with the kwargs that Pyro5's marshal serializer needs

@@ -31,8 +31,10 @@ from workloads import parse_result  # noqa: E402
 
 FLOOR = "raw_reqrep"
 
-QUICK = {"rounds": 2, "calls": 1000, "duration": 0.5, "repeats": 5, "burst": 20_000, "paced": 0.5}
-FULL = {"rounds": 4, "calls": 3000, "duration": 2.0, "repeats": 15, "burst": 100_000, "paced": 2.0}
+QUICK = {"rounds": 2, "rounds_all": 1, "calls": 600, "duration": 0.4, "repeats": 4,
+         "budget": 0.4, "at_least": 1, "burst": 20_000, "paced": 0.5}
+FULL = {"rounds": 4, "rounds_all": 3, "calls": 3000, "duration": 2.0, "repeats": 15,
+        "budget": 3.0, "at_least": 3, "burst": 100_000, "paced": 2.0}
 
 #: (key, label, unit, lower_is_better)
 ROWS: List[Tuple[str, str, str, bool]] = [
@@ -140,8 +142,9 @@ def best_of(rounds: List[Dict[str, Any]]) -> Dict[str, Any]:
 def bench(systems: List[str], settings: Dict[str, Any], log: Any = sys.stderr) -> Dict[str, Dict[str, Any]]:
     """Measure every system; returns {system: {row key: value}}.
 
-    All servers run at once; the latency and thread rows are measured in
-    interleaved rounds (best round kept per figure), the rest once per system.
+    All servers run at once; the call, thread, process and payload rows are
+    measured in interleaved rounds (the best round kept per figure: these shared
+    machines are noisy), the notification and GUI rows once per system.
     """
     servers: Dict[str, ServerProcess] = {}
     results: Dict[str, Dict[str, Any]] = {}
@@ -156,27 +159,29 @@ def bench(systems: List[str], settings: Dict[str, Any], log: Any = sys.stderr) -
                 print(f"{system}: {exc}", file=log)
         rounds: Dict[str, List[Dict[str, Any]]] = {s: [] for s in servers}
         for i in range(settings["rounds"]):
+            repeated = ["lat"] + (["payload", "procs"] if i < settings["rounds_all"] else [])
             for system, server in servers.items():
-                try:
-                    rounds[system].append(run_phase("lat", system, server.info, settings))
-                except Exception as exc:
-                    print(f"{system} lat: {exc}", file=log)
-            print(f"latency round {i + 1}/{settings['rounds']} done", file=log)
+                res: Dict[str, Any] = {}
+                for phase in repeated:
+                    try:
+                        res.update(run_phase(phase, system, server.info, settings))
+                    except Exception as exc:  # a failing peer must not sink the whole run
+                        print(f"{system} {phase}: {exc}", file=log)
+                rounds[system].append(res)
+            print(f"round {i + 1}/{settings['rounds']} done", file=log)
         for system, server in servers.items():
-            t0 = time.monotonic()
             res = best_of(rounds[system])
-            phases = ["rpc", "procs"]
+            phases = []
             if system in NOTIFYING:
-                phases.append("gui")
+                phases += ["notify", "gui"]
             if system == "pizco_qt" and has_binding():
                 phases.append("bind")
             for phase in phases:
                 try:
                     res.update(run_phase(phase, system, server.info, settings))
-                except Exception as exc:  # a failing peer must not sink the whole run
+                except Exception as exc:
                     print(f"{system} {phase}: {exc}", file=log)
             results[system] = res
-            print(f"{system}: done in {time.monotonic() - t0:.1f} s", file=log)
     finally:
         for server in servers.values():
             server.stop()

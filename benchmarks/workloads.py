@@ -1,9 +1,9 @@
 """Client-side measurements, run in a client process separate from the server.
 
 ``python benchmarks/workloads.py PHASE SYSTEM INFO_JSON SETTINGS_JSON`` prints one
-line ``RESULT <json>``. Phases: ``rpc`` (latency, threads, payloads, plain-callback
-notifications; no QApplication in the process), ``worker`` (one of the processes
-of the 4-process row), ``gui`` (QApplication offscreen: GUI-thread slot
+line ``RESULT <json>``. Phases: ``lat`` (latency, calls/s from 1 and 4 threads), ``payload``
+(large round trips), ``notify`` (plain-callback notifications; no QApplication
+in the process), ``procs`` (4 client processes, each a ``worker``), ``gui`` (QApplication offscreen: GUI-thread slot
 deliveries and event-loop lag), ``bind`` (pizco_qt.bind on 100 widgets).
 """
 from __future__ import annotations
@@ -83,13 +83,18 @@ def throughput(client: Any, threads: int, duration: float) -> float:
     return sum(counts) / elapsed
 
 
-def payload(client: Any, data: Any, size: int, repeats: int) -> Dict[str, float]:
-    """Round trips of ``data`` (``size`` bytes): MB/s = size / median round-trip time."""
+def payload(client: Any, data: Any, size: int, repeats: int, budget: float = 2.0,
+            at_least: int = 3) -> Dict[str, float]:
+    """Round trips of ``data`` (``size`` bytes): MB/s = size / median round-trip time.
+
+    At most ``repeats`` round trips, and no more than ``at_least`` once ``budget`` seconds are spent.
+    """
     back = client.call(data)
     if len(back) != len(data):
         raise AssertionError("payload came back changed")
-    times = []
-    for _ in range(repeats):
+    times: List[float] = []
+    end = now() + budget
+    while len(times) < repeats and (len(times) < at_least or now() < end):
         t0 = now()
         client.call(data)
         times.append(now() - t0)
@@ -173,14 +178,15 @@ def phase_lat(system: str, info: Dict[str, Any], s: Dict[str, Any]) -> Dict[str,
     return r
 
 
-def phase_rpc(system: str, info: Dict[str, Any], s: Dict[str, Any]) -> Dict[str, Any]:
-    """Payload round trips and plain-callback notifications."""
+def phase_payload(system: str, info: Dict[str, Any], s: Dict[str, Any]) -> Dict[str, Any]:
+    """Payload round trips: 1 MB and 16 MB of bytes, a 16 MB numpy array."""
     client = make_client(system, info)
     r: Dict[str, Any] = {}
     one = os.urandom(MB)
-    r["bytes_1MB"] = payload(client, one, MB, s["repeats"] * 4)["MBps"]
+    bounds = {"budget": s["budget"], "at_least": s["at_least"]}
+    r["bytes_1MB"] = payload(client, one, MB, s["repeats"] * 4, **bounds)["MBps"]
     big = os.urandom(16 * MB)
-    r["bytes_16MB"] = payload(client, big, 16 * MB, s["repeats"])["MBps"]
+    r["bytes_16MB"] = payload(client, big, 16 * MB, s["repeats"], **bounds)["MBps"]
     del big
     try:
         import numpy
@@ -188,12 +194,18 @@ def phase_rpc(system: str, info: Dict[str, Any], s: Dict[str, Any]) -> Dict[str,
         numpy = None
     if numpy is not None and system in ("raw_reqrep", "raw_dealer", "pizco_qt"):
         arr = numpy.random.default_rng(1).random(2 * MB)  # 16 MB of float64
-        r["numpy_16MB"] = payload(client, arr, 16 * MB, s["repeats"])["MBps"]
-    if system in NOTIFYING:
-        col = Collector()
-        client.subscribe(col)
-        r.update(notifications(client, col, time.sleep, s, "callback"))
-        client.unsubscribe()
+        r["numpy_16MB"] = payload(client, arr, 16 * MB, s["repeats"], **bounds)["MBps"]
+    client.close()
+    return r
+
+
+def phase_notify(system: str, info: Dict[str, Any], s: Dict[str, Any]) -> Dict[str, Any]:
+    """Notifications to a plain callback (no QApplication in this process)."""
+    client = make_client(system, info)
+    col = Collector()
+    client.subscribe(col)
+    r = notifications(client, col, time.sleep, s, "callback")
+    client.unsubscribe()
     client.close()
     return r
 
@@ -330,7 +342,7 @@ def parse_result(out: str) -> Dict[str, Any]:
     raise RuntimeError(f"no result in output: {out[-500:]!r}")
 
 
-PHASES = {"lat": phase_lat, "rpc": phase_rpc, "worker": phase_worker, "procs": phase_procs, "gui": phase_gui, "bind": phase_bind}
+PHASES = {"lat": phase_lat, "payload": phase_payload, "notify": phase_notify, "worker": phase_worker, "procs": phase_procs, "gui": phase_gui, "bind": phase_bind}
 
 if __name__ == "__main__":
     phase, system, info, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
