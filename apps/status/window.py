@@ -36,7 +36,7 @@ _STYLE = """
 QWidget#header { background: palette(base); border-bottom: 1px solid palette(mid); }
 QLabel#className { font-size: 17pt; font-weight: 600; }
 QLabel#subtitle { color: palette(dark); }
-QLabel#state { border-radius: 10px; padding: 2px 12px; font-weight: 600; color: white; }
+QLabel#state { border-radius: 10px; padding: 2px 12px; min-height: 18px; font-weight: 600; color: white; }
 QLabel#state[serving="true"] { background: #23915a; }
 QLabel#state[serving="false"] { background: #c0392b; }
 QFrame.card { background: palette(base); border: 1px solid palette(midlight); border-radius: 8px; }
@@ -423,7 +423,7 @@ class StatusWindow(QtWidgets.QMainWindow):
                 table.setItem(i, 0, item)
                 for col in (1, 2):
                     num = QtWidgets.QTableWidgetItem()
-                    num.setTextAlignment(int(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter))
+                    num.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
                     table.setItem(i, col, num)
         for i, n in enumerate(names):
             for col, value in ((1, subscribers.get(n, 0)), (2, emissions.get(n, 0))):
