@@ -229,3 +229,17 @@ def test_child_exits_when_its_parent_is_sigkilled(spawn):
         if pid_alive(child_pid):
             os.kill(child_pid, signal.SIGKILL)
     assert time.perf_counter() - t0 < 10
+
+
+def test_verbose_relays_the_childs_log(stop_later, capsys):
+    proxy = Server.serve_in_process(Counter, verbose=True)
+    stop_later(proxy)
+    pid = proxy._proxy_process.pid
+    assert proxy.bump() == 1
+    seen = []
+
+    def relayed():
+        seen.append(capsys.readouterr().err)
+        return f"[probes.Counter {pid}]" in "".join(seen) and "serving Counter at" in "".join(seen)
+
+    wait_until(relayed, timeout=10)
