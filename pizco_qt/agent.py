@@ -461,7 +461,11 @@ class Agent:
         except Exception as exc:  # an unserializable return value
             logger.warning("cannot serialize the reply to %s: %s", env.msgid, exc)
             reply = self._serialization_failure(reply, exc)
-            frames = self.protocol.encode(self.sender, env.topic, reply, env.msgid, ser)
+            try:
+                frames = self.protocol.encode(self.sender, env.topic, reply, env.msgid, ser)
+            except Exception:  # the serializer itself is unusable: no reply possible
+                logger.warning("cannot answer %s with serializer %r", env.msgid, ser)
+                return
         try:
             send_frames(router, route + frames)
         except zmq.ZMQError as exc:
@@ -477,6 +481,8 @@ class Agent:
         reason = str(exc)
         now = time.monotonic()
         if now - self._reject_times.get(reason, 0.0) > 1.0:  # rate-limited
+            if len(self._reject_times) > 256:  # reasons quote hostile input: keep it bounded
+                self._reject_times.clear()
             self._reject_times[reason] = now
             logger.warning("rejected a request at %s: %s", self.rep_endpoint, reason)
         msgid = env.msgid if env is not None else ""
@@ -491,7 +497,10 @@ class Agent:
                 pass
         error = ValueError(reason)
         try:
-            frames = self.protocol.encode(self.sender, "", ("PSMessage", "raise", (error, [])), msgid, ser)
+            try:
+                frames = self.protocol.encode(self.sender, "", ("PSMessage", "raise", (error, [])), msgid, ser)
+            except Exception:  # e.g. 'pickle99': answer in plain pickle
+                frames = self.protocol.encode(self.sender, "", ("PSMessage", "raise", (error, [])), msgid, "pickle")
             router.send_multipart(route + frames, copy=False)
         except Exception:
             logger.debug("cannot answer a rejected request", exc_info=True)

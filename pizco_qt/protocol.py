@@ -261,7 +261,8 @@ class Protocol:
             raise ProtocolError(f"undecodable header, serializer or message id: {exc}") from None
         if len(parts) != 3:
             raise ProtocolError(f"wrong header {head[:40]!r}: expected three '+'-separated parts")
-        if ser_b not in _KNOWN_SER and not (ser.startswith("pickle") and ser[6:].isdigit()):
+        if ser_b not in _KNOWN_SER and not (ser.startswith("pickle") and ser[6:].isdigit()
+                                            and int(ser[6:]) <= pickle.HIGHEST_PROTOCOL):
             raise ProtocolError(f"unknown serializer {ser!r}")
         return Envelope(parts[1], parts[2], ser, msgid)
 
