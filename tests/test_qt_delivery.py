@@ -380,3 +380,22 @@ def test_future_watcher_of_a_finished_future_emits_after_connecting(qtbot):
     with qtbot.waitSignal(watcher.done, timeout=GUI_WAIT):
         pass
     assert got == [7]
+
+
+def test_slot_connected_when_a_qthread_starts_runs_there_once_its_loop_runs(qtbot, served):
+    """Connected from QThread.started (before its loop runs): later deliveries go to that thread."""
+    _, proxy = served(Meter())
+    thread = QtCore.QThread()
+    worker = _LoopWorker(proxy)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.setup)
+    thread.start()
+    try:
+        qtbot.waitUntil(lambda: worker.ready.is_set() and thread.loopLevel() > 0, timeout=GUI_WAIT)
+        proxy.set_value("started")
+        qtbot.waitUntil(lambda: len(worker.got) == 1, timeout=GUI_WAIT)
+        assert worker.got[0][1] is thread or worker.got[0][1] == thread
+    finally:
+        proxy.value_changed.disconnect()
+        thread.quit()
+        assert thread.wait(10_000)
