@@ -8,7 +8,10 @@ queued there through a Qt signal; otherwise it runs on the pizco_qt dispatcher
 thread, so plain scripts without any QApplication get their callbacks too.
 
 Items for one target are batched: while a batch is waiting to run, new items
-join it, so a flood costs one queued Qt event per turn of the target's loop.
+join it, so a flood costs one queued Qt event per turn of the target's loop,
+and one turn spends at most ``TURN_BUDGET`` on them before letting painting,
+input and timers run. ``QThreadCaller`` runs a server's calls in the thread of
+a served QObject.
 
 Thread affinity: ``Target.post`` from any thread; items run on the target thread
 or on the dispatcher thread, never on the I/O thread.
@@ -27,8 +30,7 @@ from ._qt import QObject, QThread, QtCore, Signal, Slot, app_instance, runs_even
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Target", "current_target", "dispatcher", "report_exception", "call_soon",
-           "QThreadCaller", "WITHDRAWN"]
+__all__ = ["Target", "current_target", "dispatcher", "report_exception", "QThreadCaller", "WITHDRAWN"]
 
 
 def report_exception(where: str) -> None:
@@ -48,11 +50,6 @@ class _Dispatcher:
         self._queue: "collections.deque[Callable[[], None]]" = collections.deque()
         self._cond = threading.Condition(threading.Lock())
         self._thread: Optional[threading.Thread] = None
-
-    @property
-    def ident(self) -> Optional[int]:
-        t = self._thread
-        return t.ident if t is not None else None
 
     def post(self, fn: Callable[[], None]) -> None:
         with self._cond:
@@ -129,23 +126,10 @@ class Target:
             self.qthread = QThread.currentThread()
             self._courier = _Courier(self)
 
-    def queued_to_qt(self) -> bool:
-        """Whether deliveries go to this thread's Qt loop (decided per delivery)."""
-        return self._courier is not None and runs_event_loop(self.qthread)
-
     def post(self, item: Callable[[], None]) -> None:
         """Queue ``item`` for this target; order is kept."""
         with self._lock:
             self._pending.append(item)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._schedule()
-
-    def post_many(self, items: list) -> None:
-        """Queue several items at once (one schedule for the lot)."""
-        with self._lock:
-            self._pending.extend(items)
             if self._scheduled:
                 return
             self._scheduled = True
@@ -212,14 +196,6 @@ def current_target() -> Target:
         target = Target()
         _local.target = target
     return target
-
-
-def call_soon(target: Optional[Target], fn: Callable[[], None]) -> None:
-    """Deliver one call through ``target`` (or the dispatcher when None)."""
-    if target is None:
-        dispatcher.post(fn)
-    else:
-        target.post(fn)
 
 
 #: What QThreadCaller.call returns for a call dropped because the server stopped.
