@@ -520,3 +520,18 @@ def test_registrations_do_not_pile_up_while_the_registry_is_away(monkeypatch, cl
     assert list(server._async_socks) in ([], [endpoint])
     reg = closing(registry.serve_registry(endpoint))
     wait_until(lambda: [e["name"] for e in reg.served_object.servers()] == ["patient"], timeout=10)
+
+
+def test_registry_signals_arrive_on_the_gui_thread(reg_server, closing, qtbot):
+    rp = closing(registry.registry_proxy())
+    events = []
+    rp.server_added.connect(lambda entry: events.append(("added", entry["name"], threading.current_thread())))
+    rp.server_removed.connect(lambda name: events.append(("removed", name, threading.current_thread())))
+    server = Server(Stage(), name="gui-stage")
+    try:
+        qtbot.waitUntil(lambda: len(events) == 1, timeout=5000)
+    finally:
+        server.stop()
+    qtbot.waitUntil(lambda: len(events) == 2, timeout=5000)
+    main = threading.main_thread()
+    assert events == [("added", "gui-stage", main), ("removed", "gui-stage", main)]
