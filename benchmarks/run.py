@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/run.py [--quick] [--json results.json] [--markdown] [--systems a,b]
+    python benchmarks/run.py [--quick] [--json results.json] [--markdown] [--readme README.md]
+                             [--systems a,b]
 
 Each system's server runs in its own process; the client measurements run in
 other processes (one without a QApplication, one with an offscreen
@@ -247,12 +248,34 @@ def table(results: Dict[str, Dict[str, Any]], rat: Dict[str, Dict[str, float]], 
     return "\n".join(lines)
 
 
+README_START = "<!-- benchmark table: start (written by benchmarks/run.py --readme) -->"
+README_END = "<!-- benchmark table: end -->"
+
+
+def update_readme(path: str, info: Dict[str, Any], mode: str, markdown_table: str) -> None:
+    """Replace the table between the README's benchmark markers (nothing else is touched)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{path} has no benchmark markers ({README_START!r} ... {README_END!r})")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    block = (f"{README_START}\n"
+             f"Measured {info['date']} ({mode} run) on {info['nproc']} CPUs ({info['cpu']}), "
+             f"Python {info['python']}, pyzmq {info['pyzmq']} / libzmq {info['libzmq']}; "
+             f"ratios are value / raw REQ/REP in the same run.\n\n{markdown_table}\n{README_END}")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + block + tail)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the benchmark, print the table, optionally write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (under a minute)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    parser.add_argument("--readme", metavar="PATH", help="also write the markdown table into PATH between "
+                        "its benchmark markers (README.md)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)} (the floor is always run)")
     args = parser.parse_args(argv)
@@ -272,9 +295,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     rat = ratios(results)
     print(table(results, rat, args.markdown))
     print(f"(ratios are value / {FLOOR} in this run; total {time.monotonic() - t0:.0f} s)")
+    mode = "quick" if args.quick else "full"
+    if args.readme:
+        update_readme(args.readme, info, mode, table(results, rat, True))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "mode": "quick" if args.quick else "full", "settings": settings,
+            json.dump({"machine": info, "mode": mode, "settings": settings,
                        "results": results, "ratios": rat}, f, indent=1, sort_keys=True)
     return 0
 
