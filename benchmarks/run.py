@@ -33,9 +33,9 @@ from workloads import parse_result  # noqa: E402
 FLOOR = "raw_reqrep"
 
 QUICK = {"rounds": 2, "rounds_all": 1, "calls": 600, "duration": 0.4, "repeats": 4,
-         "budget": 0.4, "at_least": 1, "burst": 20_000, "paced": 0.5}
+         "budget": 0.4, "at_least": 1, "burst": 20_000, "bursts": 1, "paced": 0.5}
 FULL = {"rounds": 4, "rounds_all": 3, "calls": 3000, "duration": 2.0, "repeats": 15,
-        "budget": 3.0, "at_least": 3, "burst": 100_000, "paced": 2.0}
+        "budget": 3.0, "at_least": 3, "burst": 100_000, "bursts": 3, "paced": 2.0}
 
 #: (key, label, unit, lower_is_better)
 ROWS: List[Tuple[str, str, str, bool]] = [
@@ -50,12 +50,12 @@ ROWS: List[Tuple[str, str, str, bool]] = [
     ("bytes_16MB", "16 MB bytes round trip", "MB/s", False),
     ("numpy_16MB", "16 MB numpy array round trip", "MB/s", False),
     ("callback_rate", "notifications/s to a callback", "/s", False),
-    ("callback_lost_at_max", "  lost of the burst", "", True),
+    ("callback_lost_at_max", "  lost of the bursts", "", True),
     ("callback_lost_at_10k", "  lost at 10,000/s", "", True),
     ("callback_latency_1k_median_us", "emit-to-callback at 1,000/s, median", "us", True),
     ("callback_latency_1k_p99_us", "emit-to-callback at 1,000/s, p99", "us", True),
     ("gui_rate", "notifications/s to a GUI slot", "/s", False),
-    ("gui_lost_at_max", "  lost of the burst", "", True),
+    ("gui_lost_at_max", "  lost of the bursts", "", True),
     ("gui_lost_at_10k", "  lost at 10,000/s", "", True),
     ("gui_latency_1k_median_us", "emit-to-GUI-slot at 1,000/s, median", "us", True),
     ("gui_latency_1k_p99_us", "emit-to-GUI-slot at 1,000/s, p99", "us", True),

@@ -142,13 +142,20 @@ def notifications(client: Any, col: Collector, pump: Callable[[float], None], se
                   prefix: str) -> Dict[str, Any]:
     """Max rate, loss at 10,000/s and latency at 1,000/s for one subscribed sink."""
     out: Dict[str, Any] = {}
+    col.reset()  # warm-up (allocators, threads, caches), as for the other rows
+    client.burst(2000, 0)
+    wait_for(col, 2000, 3.0, pump)
     n = settings["burst"]
-    col.reset()
-    t0 = now()
-    client.burst(n, 0)
-    wait_for(col, n, 3.0, pump)
-    out[f"{prefix}_rate"] = col.count / max(1e-9, col.last - t0)
-    out[f"{prefix}_lost_at_max"] = n - col.count
+    rates, lost = [], 0
+    for _ in range(settings["bursts"]):  # best of a few bursts: these machines are noisy
+        col.reset()
+        t0 = now()
+        client.burst(n, 0)
+        wait_for(col, n, 3.0, pump)
+        rates.append(col.count / max(1e-9, col.last - t0))
+        lost += n - col.count
+    out[f"{prefix}_rate"] = max(rates)
+    out[f"{prefix}_lost_at_max"] = lost
     n10 = int(10_000 * settings["paced"])
     col.reset()
     client.burst(n10, 10_000)

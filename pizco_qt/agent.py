@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import zmq
 
 from . import config, iothread
-from .delivery import Target, current_target, dispatcher, report_exception
+from .delivery import Target, current_target, dispatcher, held_schedules, report_exception
 from ._frames import readable, recv_frames, send_frames
 from .errors import PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Envelope, Protocol, header
@@ -773,6 +773,10 @@ class Agent:
             self._sub_sock.setsockopt(zmq.UNSUBSCRIBE, sub.prefix)
 
     def _on_sub_readable(self, sock: zmq.Socket) -> None:
+        with held_schedules():  # one batch per target thread for what is readable now
+            self._drain_sub(sock)
+
+    def _drain_sub(self, sock: zmq.Socket) -> None:
         check = self.protocol.check
         subs = self._subs
         for _ in range(2000):

@@ -133,6 +133,10 @@ class Target:
             if self._scheduled:
                 return
             self._scheduled = True
+        held = getattr(_holding, "targets", None)
+        if held is not None:  # the posting thread is draining a socket: schedule once at the end
+            held.append(self)
+            return
         self._schedule()
 
     def _schedule(self) -> None:
@@ -187,6 +191,27 @@ def _may_run_qt_loop() -> bool:
 
 
 _local = threading.local()
+_holding = threading.local()
+
+
+class held_schedules:
+    """Within this block, targets posted to by this thread are scheduled once, at its end.
+
+    The I/O thread drains a readable socket inside it, so a burst of
+    notifications becomes one batch per target thread (order kept) and the
+    receiving thread does not compete for the GIL with the drain.
+    """
+
+    def __enter__(self) -> None:
+        _holding.targets = []
+
+    def __exit__(self, *exc: Any) -> None:
+        targets, _holding.targets = _holding.targets, None
+        for target in targets:
+            try:
+                target._schedule()
+            except Exception:
+                report_exception("scheduling a delivery")
 
 
 def current_target() -> Target:
