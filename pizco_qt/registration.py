@@ -363,6 +363,7 @@ def register_server(server: Any, name: str) -> None:
         reg = _Registration(name, server.protocol, config.registry_endpoint(), getattr(server, "curve", None))
         server._registration = reg
     reg.server_ref = weakref.ref(server)
+    server.name = name
     if reg.refused:
         return
     first_delay = 0.0

@@ -320,7 +320,6 @@ def test_command_line_serves_until_a_signal(sig, closing):
         line = _read_line(proc.stdout, 30).strip()
         assert line.startswith("pizco-registry ready rep=tcp://127.0.0.1:"), line + proc.stderr.read()
         rep = line.split("rep=")[1].split()[0]
-        assert registry.lookup.__name__  # the module is importable here too
         rp = closing(registry.registry_proxy(rep, timeout=5))
         assert rp.servers() == []
         rp._proxy_stop_me()
@@ -535,3 +534,22 @@ def test_registry_signals_arrive_on_the_gui_thread(reg_server, closing, qtbot):
     qtbot.waitUntil(lambda: len(events) == 2, timeout=5000)
     main = threading.main_thread()
     assert events == [("added", "gui-stage", main), ("removed", "gui-stage", main)]
+
+
+def test_register_server_names_a_running_server(reg_server, closing):
+    server = Server(Stage())
+    try:
+        registry.register_server(server, "late")
+        assert server.name == "late"
+
+        def found() -> bool:
+            try:
+                return registry.lookup("late")["rep_endpoint"] == server.rep_endpoint
+            except KeyError:
+                return False
+
+        wait_until(found, timeout=10)
+    finally:
+        server.stop()
+    with pytest.raises(KeyError):
+        registry.lookup("late")
