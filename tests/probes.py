@@ -46,6 +46,15 @@ class Counter:
     def environment(self, name: str) -> str:
         return os.environ.get(name, "")
 
+    def qt_state(self) -> dict:
+        """Which Qt widget modules are imported and whether a Q(Core)Application exists."""
+        import sys
+
+        from qtpy import QtCore
+
+        return {"widgets": sorted(m for m in sys.modules if m.endswith(".QtWidgets")),
+                "app": QtCore.QCoreApplication.instance() is not None}
+
 
 class WindowProbe(QtCore.QObject):
     """A QObject served by a ``-g`` server: it lives in the GUI thread, so it may look at the windows."""
@@ -87,3 +96,16 @@ class WindowProbe(QtCore.QObject):
 
     def pid(self) -> int:
         return os.getpid()
+
+
+class LoopProbe(QtCore.QObject):
+    """A QObject served headless: the command line gives it a QCoreApplication loop."""
+
+    def runs_in_main_thread_with_a_loop(self) -> bool:
+        import threading
+
+        return (threading.current_thread() is threading.main_thread()
+                and QtCore.QThread.currentThread().loopLevel() > 0)
+
+    def qt_state(self) -> dict:
+        return Counter.qt_state(self)  # type: ignore[arg-type]

@@ -202,3 +202,31 @@ def test_gui_server_watching_stdin_ends_on_eof(spawn):
     child.ready()
     child.popen.stdin.close()
     assert child.wait(5) == 0, child.describe()
+
+
+def test_headless_server_needs_no_display_and_no_widgets(spawn):
+    # a QApplication would abort here: the xcb platform with no display
+    child = spawn(server_argv("tcp://127.0.0.1:0", "--serve", "probes:Counter", "-p", HERE),
+                  env={"QT_QPA_PLATFORM": "xcb", "DISPLAY": "", "WAYLAND_DISPLAY": ""})
+    rep, _ = child.ready()
+    proxy = Proxy(rep, timeout=10)
+    try:
+        assert proxy.qt_state() == {"widgets": [], "app": False}
+    finally:
+        proxy._proxy_stop_me()
+    child.signal(signal.SIGTERM)
+    assert child.wait(5) == 0, child.describe()
+
+
+def test_a_served_qobject_gets_an_event_loop_in_its_thread(spawn):
+    child = spawn(server_argv("tcp://127.0.0.1:0", "--serve", "probes:LoopProbe", "-p", HERE),
+                  env={"QT_QPA_PLATFORM": "xcb", "DISPLAY": ""})
+    rep, _ = child.ready()
+    proxy = Proxy(rep, timeout=10)
+    try:
+        assert proxy.runs_in_main_thread_with_a_loop()
+        assert proxy.qt_state() == {"widgets": [], "app": True}
+    finally:
+        proxy._proxy_stop_me()
+    child.signal(signal.SIGTERM)
+    assert child.wait(5) == 0, child.describe()
