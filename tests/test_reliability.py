@@ -273,3 +273,38 @@ def test_interpreter_exit_never_hangs(ending):
     assert proc.returncode == (3 if "exit(3)" in ending else 0), proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert elapsed < 10, elapsed
+
+
+def test_stop_with_a_call_stuck_in_user_code_is_bounded(closing, caplog):
+    """server.stop() returns within its 2 s deadline while a served method is stuck; it warns,
+    the caller gets RemoteTimeout, and _proxy_stop_me() during a call in progress is prompt."""
+    from objects import Stage
+    from pizco_qt import Server
+
+    stage = Stage()
+    server = Server(stage)
+    proxy = Proxy(server.rep_endpoint, timeout=3)
+    outcome = {}
+
+    def stuck_call():
+        try:
+            outcome["value"] = proxy.blocked()
+        except Exception as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    caller = threading.Thread(target=stuck_call)
+    caller.start()
+    wait_until(lambda: server._worker_busy, timeout=5)
+    t0 = time.monotonic()
+    server.stop()
+    stopped_in = time.monotonic() - t0
+    assert stopped_in < 2.5, stopped_in
+    assert any("still inside user code" in r.getMessage() for r in caplog.records)
+    t0 = time.monotonic()
+    proxy._proxy_stop_me()  # while its other thread still waits for the stuck call
+    assert time.monotonic() - t0 < 1.5
+    caller.join(10)
+    # the call already sent when the server stopped answering: RemoteTimeout within its timeout
+    assert isinstance(outcome.get("error"), RemoteTimeout) and "value" not in outcome, outcome
+    stage.release.set()  # let the daemon worker finish; its late reply goes nowhere
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("pizco-server ")], timeout=10)
