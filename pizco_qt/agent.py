@@ -136,8 +136,16 @@ class _Channel:
                     self.sock.close(linger=0)
             finally:
                 self.lock.release()
-        else:  # the owner is inside a call; it will fail and the socket is closed at exit
+        else:  # the owner is inside a call (bounded by its timeout): close it once that ends
             self.closed = True
+            threading.Thread(target=self._close_when_free, name="pizco-closer", daemon=True).start()
+
+    def _close_when_free(self) -> None:
+        if self.lock.acquire(timeout=3600):
+            try:
+                self.sock.close(linger=0)
+            finally:
+                self.lock.release()
 
 
 class _ChannelHolder:

@@ -342,8 +342,18 @@ class CurveChannel:
                     self.sock.close(linger=0)
             finally:
                 self.lock.release()
-        else:
+        else:  # the owner is inside a call (bounded by its timeout): close it once that ends
             self.closed = True
+            threading.Thread(target=self._close_when_free, name="pizco-closer", daemon=True).start()
+
+    def _close_when_free(self) -> None:
+        if self.lock.acquire(timeout=3600):
+            try:
+                self.sock.disable_monitor()
+                self.mon.close(linger=0)
+                self.sock.close(linger=0)
+            finally:
+                self.lock.release()
 
 
 # ---------------------------------------------------------------------- command lines

@@ -295,6 +295,8 @@ def test_stop_with_a_call_stuck_in_user_code_is_bounded(closing, caplog):
     caller = threading.Thread(target=stuck_call)
     caller.start()
     wait_until(lambda: server._worker_busy, timeout=5)
+    channels = [ref() for ref in proxy._proxy_core.agent._all_channels]
+    assert channels and all(ch is not None for ch in channels)
     t0 = time.monotonic()
     server.stop()
     stopped_in = time.monotonic() - t0
@@ -304,6 +306,8 @@ def test_stop_with_a_call_stuck_in_user_code_is_bounded(closing, caplog):
     proxy._proxy_stop_me()  # while its other thread still waits for the stuck call
     assert time.monotonic() - t0 < 1.5
     caller.join(10)
+    # the stuck caller's socket is closed once its call ended, not left to the garbage collector
+    wait_until(lambda: all(ch.sock.closed for ch in channels), timeout=5)
     # the call already sent when the server stopped answering: RemoteTimeout within its timeout
     assert isinstance(outcome.get("error"), RemoteTimeout) and "value" not in outcome, outcome
     stage.release.set()  # let the daemon worker finish; its late reply goes nowhere
