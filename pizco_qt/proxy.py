@@ -176,6 +176,12 @@ class _Connection:
             except Exception:
                 pass
 
+    def kill(self) -> None:
+        """Never deliver again (and stop watching the slot's QObject)."""
+        self.dead = True
+        if self.wire is not None:
+            self.wire.cancel()
+
     def push(self, inc: _Incoming) -> None:
         if self.coalesce:
             with self.latest_lock:
@@ -273,8 +279,7 @@ class _SignalSub:
                 conn.push(inc)
 
     def remove(self, conn: _Connection) -> None:
-        if conn.wire is not None:
-            conn.wire.cancel()
+        conn.kill()
         with self.lock:
             self.connections = tuple(c for c in self.connections if c is not conn)
             empty = not self.connections
@@ -621,7 +626,7 @@ class _ProxyCore:
             if sub is not None:
                 with sub.lock:
                     for c in sub.connections:
-                        c.dead = True
+                        c.kill()
                     sub.connections = ()
                 self.unsubscribe(sub)
             return
@@ -651,7 +656,7 @@ class _ProxyCore:
         self.closed = True
         for sub in list(self.signals.values()):
             for c in sub.connections:
-                c.dead = True
+                c.kill()
             sub.connections = ()
         with self.lock:
             futures = list(self.futures.values())

@@ -399,3 +399,18 @@ def test_slot_connected_when_a_qthread_starts_runs_there_once_its_loop_runs(qtbo
         proxy.value_changed.disconnect()
         thread.quit()
         assert thread.wait(10_000)
+
+
+def test_disconnecting_a_qobject_slot_stops_watching_the_qobject(qtbot, served):
+    from pizco_qt import _qt
+
+    _, proxy = served(Meter())
+    rec = Receiver()
+    before = len(_qt._WIRES)
+    proxy.value_changed.connect(rec.plain_method)
+    proxy.value_changed.connect(rec.on_value)
+    assert len(_qt._WIRES) == before + 2
+    proxy.value_changed.disconnect(rec.plain_method)
+    assert len(_qt._WIRES) == before + 1
+    proxy.value_changed.disconnect()
+    assert len(_qt._WIRES) == before
