@@ -273,6 +273,7 @@ class QThreadCaller:
                 fut.set_exception(exc)
 
         self._invoker_for(qthread).call.emit(job)
+        idle_polls = 0
         while True:
             try:
                 return fut.result(self.POLL)
@@ -286,7 +287,10 @@ class QThreadCaller:
                 loop_runs = False
             if not keep_waiting() and fut.cancel():
                 return WITHDRAWN
-            if not loop_runs and fut.cancel():
+            # a loop that turns in short slices (processEvents-style waits) is
+            # not "stopped": withdraw only after two polls without it
+            idle_polls = 0 if loop_runs else idle_polls + 1
+            if idle_polls >= 2 and fut.cancel():
                 return fn()
 
     def close(self) -> None:

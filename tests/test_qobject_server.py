@@ -50,19 +50,39 @@ def test_remote_subscriber_receives_qt_signals(qtbot, served):
     assert got[1:] == [0, 1, 2]
 
 
+def _run_while_waiting(qtbot, start):
+    """Call ``start()`` from inside one continuous GUI event loop and wait for its Future.
+
+    The loop runs (loop level > 0) from before the request is sent until the
+    reply arrives, so the server sees a GUI thread that runs its event loop.
+    """
+    import concurrent.futures
+
+    from pizco_qt import FutureWatcher
+
+    relay = concurrent.futures.Future()
+    watcher = FutureWatcher(relay)
+
+    def begin():
+        fut = start()
+        fut.add_done_callback(lambda f: relay.set_result(f.result()) if f.exception() is None
+                              else relay.set_exception(f.exception()))
+
+    with qtbot.waitSignal(watcher.done, timeout=GUI_WAIT):
+        QtCore.QTimer.singleShot(0, begin)
+    return relay.result(0)
+
+
 def test_methods_and_properties_run_in_the_gui_thread_during_qt_waits(qtbot, served):
     meter = QtMeter()
     _, proxy = served(meter)
-    # a non-blocking call while the GUI thread waits in qtbot: served in the GUI thread
-    fut = proxy.set_value.future("3.3 V")
-    qtbot.waitUntil(fut.done, timeout=GUI_WAIT)
-    assert fut.result() == "3.3 V"
+    # a non-blocking call while the GUI thread runs its loop: served in the GUI thread
+    assert _run_while_waiting(qtbot, lambda: proxy.set_value.future("3.3 V")) == "3.3 V"
     assert meter.threads and all(is_gui(t) for t in meter.threads)
     # calls from another thread of this process, answered by the GUI thread's loop
     meter.threads.clear()
-    fut = _start(lambda: (proxy.value, proxy.where()))
-    qtbot.waitUntil(fut.done, timeout=GUI_WAIT)
-    assert fut.result()[0] == "3.3 V"
+    value, name = _run_while_waiting(qtbot, lambda: _start(lambda: (proxy.value, proxy.where())))
+    assert value == "3.3 V" and name == "MainThread"
     assert meter.threads and all(is_gui(t) for t in meter.threads)
 
 
