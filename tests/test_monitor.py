@@ -21,7 +21,7 @@ from pizco_qt import Server, Signal, registry
 
 Qt = QtCore.Qt
 # the offscreen platform says this about every top-level window it shows
-pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support (propagateSizeHints|setParent)")
 WAIT = 15_000  # ms: generous, the machine is shared
 
 

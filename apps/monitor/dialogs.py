@@ -68,6 +68,7 @@ class CallDialog(QtWidgets.QDialog):
         self.output = QtWidgets.QPlainTextEdit()
         self.output.setObjectName("output")
         self.output.setReadOnly(True)
+        self.output.setLineWrapMode(QtWidgets.QPlainTextEdit.NoWrap)
         self.output.setFont(_mono_font())
         self.output.setPlaceholderText("The result or the remote exception appears here.")
 

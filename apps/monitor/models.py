@@ -8,6 +8,7 @@ Thread affinity: GUI thread only.
 from __future__ import annotations
 
 import ast
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -165,7 +166,8 @@ class ServerListModel(QtCore.QAbstractTableModel):
         e = self._rows[index.row()]
         col = index.column()
         if role == Qt.DisplayRole:
-            return (e.name, e.cls, e.rep_endpoint, e.host, str(e.pid or ""), e.state)[col]
+            cls = e.cls.rsplit(".", 1)[-1]
+            return (e.name, cls, e.rep_endpoint, e.host, str(e.pid or ""), e.state)[col]
         if role == Qt.DecorationRole and col == 0:
             return state_icon(e.state)
         if role == Qt.ToolTipRole:
@@ -311,6 +313,8 @@ class AttributeModel(QtCore.QAbstractTableModel):
             if col == self.NAME:
                 return r.name
             if col == self.VALUE:
+                if r.type == "write-only":
+                    return "(write-only)"
                 if r.error:
                     return f"\u26a0 {r.error}"
                 return r.text if r.loaded else "\u2026"
@@ -330,6 +334,8 @@ class AttributeModel(QtCore.QAbstractTableModel):
             if col == self.NAME:
                 return f"{r.name}: {r.type}, {'writable' if r.writable else 'read-only'}"
         if role == Qt.ForegroundRole:
+            if col == self.VALUE and r.type == "write-only":
+                return QtGui.QBrush(QtGui.QColor("#8a8f98"))
             if col == self.VALUE and r.error:
                 return QtGui.QBrush(QtGui.QColor("#c8372d"))
             if col in (self.TYPE, self.WRITABLE):
@@ -403,6 +409,10 @@ class AttributeModel(QtCore.QAbstractTableModel):
                 return r
         return None
 
+    def readable(self) -> List[str]:
+        """Names of the attributes whose value can be read."""
+        return [r.name for r in self._rows if r.type != "write-only"]
+
     def watched(self) -> List[str]:
         """Names of the attributes ticked for plotting."""
         return [r.name for r in self._rows if r.watched]
@@ -445,6 +455,11 @@ def _checked(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------- methods
+def _plain_annotations(signature: str) -> str:
+    """``(x: 'float') -> 'int'`` (postponed annotations) shown as ``(x: float) -> int``."""
+    return re.sub(r"(:\s|->\s)'([^']*)'", r"\1\2", signature)
+
+
 class MethodModel(QtCore.QAbstractTableModel):
     """Methods of the selected server: name, signature, first line of the docstring."""
 
@@ -486,7 +501,7 @@ class MethodModel(QtCore.QAbstractTableModel):
     def set_methods(self, methods: List[Tuple[str, str, str]]) -> None:
         """Replace the rows: (name, signature, description)."""
         self.beginResetModel()
-        self._rows = list(methods)
+        self._rows = [(n, _plain_annotations(sig), doc) for n, sig, doc in methods]
         self.endResetModel()
 
     def method(self, row: int) -> Optional[Tuple[str, str, str]]:
@@ -514,8 +529,8 @@ class SignalRow:
 class SignalModel(QtCore.QAbstractTableModel):
     """Signals of the selected server: subscribe checkbox, count, rate, last arguments."""
 
-    COLUMNS = ("Signal", "Emissions", "Rate", "Last arguments", "Last at")
-    NAME, COUNT, RATE, ARGS, TIME = range(5)
+    COLUMNS = ("Signal", "Count", "Rate", "Last at", "Last arguments")
+    NAME, COUNT, RATE, TIME, ARGS = range(5)
 
     #: Signal(str, bool) -- the user ticked or unticked a signal's checkbox.
     subscribe_toggled = QtCore.Signal(str, bool)

@@ -64,7 +64,8 @@ class PlotPanel(QtWidgets.QWidget):
         self._empty = pg.TextItem("Subscribe to a signal with numeric arguments,\n"
                                   "or tick Plot next to an attribute.", color="#888", anchor=(0.5, 0.5))
         item.addItem(self._empty)
-        self._empty.setPos(0.5, 0.5)
+        self._empty.setPos(-self.span / 2, 0.5)
+        item.setYRange(0, 1)
         item.setXRange(-self.span, 0, padding=0)
         layout.addWidget(self.plot)
 
@@ -107,6 +108,7 @@ class PlotPanel(QtWidgets.QWidget):
             return
         now = time.time()
         pg = self._pg
+        oldest = now
         for name in list(self._data):
             xs, ys = self._data[name]
             curve = self._curves.get(name)
@@ -115,9 +117,13 @@ class PlotPanel(QtWidgets.QWidget):
                 curve = self._curves[name] = self.plot.plot(
                     name=name, pen=pg.mkPen(color, width=2), symbol=None)
                 self._update_empty()
+                self.plot.getPlotItem().enableAutoRange(axis="y")
             if xs:
                 curve.setData([x - now for x in xs], list(ys))
-        self.plot.getPlotItem().setXRange(-self.span, 0, padding=0.01)
+                oldest = min(oldest, xs[0])
+        # grow the time window with the data, up to ``span`` seconds
+        shown = min(self.span, max(10.0, (now - oldest) * 1.1))
+        self.plot.getPlotItem().setXRange(-shown, 0, padding=0.01)
         self._dirty.clear()
 
     def _update_empty(self) -> None:

@@ -21,7 +21,7 @@ from pizco_qt._qt import on_destroyed
 from .controller import RegistryClient, ServerSession, connectable_endpoint, describe_error
 from .dialogs import AddServerDialog, CallDialog
 from .models import (CONNECTING, OFFLINE, ONLINE, STOPPED, AttributeModel, MethodModel, ServerEntry,
-                     ServerListModel, SignalLogModel, SignalModel, is_number, state_icon)
+                     ServerListModel, SignalLogModel, SignalModel, _plain_annotations, is_number, state_icon)
 from .plots import PlotPanel
 
 Qt = QtCore.Qt
@@ -94,6 +94,7 @@ def _table(name: str, model: QtCore.QAbstractItemModel) -> QtWidgets.QTableView:
     view.verticalHeader().setVisible(False)
     view.verticalHeader().setDefaultSectionSize(24)
     view.horizontalHeader().setHighlightSections(False)
+    view.horizontalHeader().setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
     view.setTabKeyNavigation(False)
     view.setWordWrap(False)
     return view
@@ -247,10 +248,21 @@ class MonitorWindow(QtWidgets.QMainWindow):
         header = self.servers.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
-        for col, width in enumerate((150, 150, 190, 90, 60, 80)):
-            header.resizeSection(col, width)
-        for col in (1, 3, 4):
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(1, QtWidgets.QHeaderView.Stretch)
+        header.setSectionResizeMode(5, QtWidgets.QHeaderView.ResizeToContents)
+        em = self.fontMetrics().averageCharWidth()
+        for col, chars in ((2, 24), (3, 10), (4, 7)):
+            header.resizeSection(col, chars * em + 12)
+        for col in (2, 3, 4):
             header.setSectionHidden(col, True)
+        header.setContextMenuPolicy(Qt.ActionsContextMenu)
+        for col, title in enumerate(ServerListModel.COLUMNS[1:], start=1):
+            toggle = QtWidgets.QAction(f"Show {title.lower()}", header)
+            toggle.setCheckable(True)
+            toggle.setChecked(not header.isSectionHidden(col))
+            toggle.toggled.connect(lambda on, col=col: header.setSectionHidden(col, not on))
+            header.addAction(toggle)
         self.servers.selectionModel().currentRowChanged.connect(self._current_row_changed)
         left = _pane("&Servers", self.servers)
         self.servers_title = left.title
@@ -282,16 +294,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
         ah = self.attributes.horizontalHeader()
         ah.setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
         ah.setSectionResizeMode(AttributeModel.VALUE, QtWidgets.QHeaderView.Stretch)
-        for col, width in ((0, 150), (2, 70), (3, 64), (4, 42)):
-            ah.resizeSection(col, width)
         self.methods = _table("methods", self.method_model)
         self.methods.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.methods.activated.connect(lambda index: self.open_call_dialog(index.row()))
         mh = self.methods.horizontalHeader()
         mh.setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
         mh.setStretchLastSection(True)
-        mh.resizeSection(0, 130)
-        mh.resizeSection(1, 170)
 
         # -- signals, log, plot
         self.signals = _table("signals", self.signal_model)
@@ -299,15 +307,24 @@ class MonitorWindow(QtWidgets.QMainWindow):
         sh = self.signals.horizontalHeader()
         sh.setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
         sh.setSectionResizeMode(SignalModel.ARGS, QtWidgets.QHeaderView.Stretch)
-        for col, width in ((0, 170), (1, 76), (2, 64), (4, 96)):
-            sh.resizeSection(col, width)
+        for col, sample in ((1, "Count_"), (2, "999.9/s"), (3, "00:00:00.000")):
+            sh.resizeSection(col, self.fontMetrics().horizontalAdvance(sample) + 16)
+        sh.setSectionHidden(SignalModel.TIME, True)  # the log has the times; the header's menu shows it
+        sh.setContextMenuPolicy(Qt.ActionsContextMenu)
+        show_time = QtWidgets.QAction("Show the time of the last emission", sh)
+        show_time.setCheckable(True)
+        show_time.toggled.connect(lambda on: sh.setSectionHidden(SignalModel.TIME, not on))
+        sh.addAction(show_time)
         self.log = _table("log", self.log_model)
         self.log.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         lh = self.log.horizontalHeader()
         lh.setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
         lh.setStretchLastSection(True)
-        for col, width in ((0, 96), (1, 110), (2, 150)):
-            lh.resizeSection(col, width)
+        mono = QtGui.QFontMetrics(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont))
+        lh.resizeSection(0, mono.horizontalAdvance("00:00:00.000") + 16)
+        lh.resizeSection(1, self.fontMetrics().horizontalAdvance("server-name__"))
+        lh.resizeSection(2, self.fontMetrics().horizontalAdvance("temperature_changed__"))
+        self._log_fitted = False
         self.log.verticalHeader().setDefaultSectionSize(20)
         self._follow_log = True
         self.log.verticalScrollBar().valueChanged.connect(self._log_scrolled)
@@ -350,9 +367,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         main.addWidget(right)
         main.setStretchFactor(0, 0)
         main.setStretchFactor(1, 1)
-        main.setSizes([320, 960])
-        top.setSizes([560, 400])
-        bottom.setSizes([480, 480])
+        main.setSizes([340, 940])
+        top.setSizes([540, 400])
+        bottom.setSizes([560, 380])
         self._splitters = {"main": main, "top": top, "bottom": bottom, "right": right_split, "siglog": sig_log}
         container = QtWidgets.QWidget()
         cl = QtWidgets.QVBoxLayout(container)
@@ -669,18 +686,29 @@ class MonitorWindow(QtWidgets.QMainWindow):
                 row = old_values.get(name)
                 if row is not None:
                     row.type, row.writable = _t, _w
-        if methods != [self.method_model.method(i) for i in range(self.method_model.rowCount())]:
+        shown = [self.method_model.method(i) for i in range(self.method_model.rowCount())]
+        if [(n, _plain_annotations(sig), doc) for n, sig, doc in methods] != shown:
             self.method_model.set_methods(methods)
         if signals != self.signal_model.names():
             self.signal_model.set_signals(signals, set(session.sinks))
             for name, sink in session.sinks.items():
                 self.signal_model.update(name, sink.count, None, None, sink.rate)
+        self._fit_columns()
         self.attributes_pane.title.setText(
             f"&Attributes <span style='color:#8a8f98;font-weight:400'>{len(attrs)}</span>")
         self.methods_pane.title.setText(
             f"&Methods <span style='color:#8a8f98;font-weight:400'>{len(methods)}</span>")
         self.signals_pane.title.setText(
             f"Si&gnals <span style='color:#8a8f98;font-weight:400'>{len(signals)}</span>")
+
+    def _fit_columns(self) -> None:
+        """Size the small columns to their contents; the wide ones (values, arguments) stretch."""
+        limit = self.fontMetrics().averageCharWidth() * 28
+        for view, cols in ((self.attributes, (0, 2, 3, 4)), (self.methods, (0, 1)), (self.signals, (0,))):
+            for col in cols:
+                view.resizeColumnToContents(col)
+                if view.columnWidth(col) > limit:
+                    view.setColumnWidth(col, limit)
 
     def refresh(self) -> None:
         """Read the selected server's attribute values again (without waiting)."""
@@ -690,7 +718,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         if not session.online:
             self.status(f"{session.label} is {session.state}; nothing to read", error=True)
             return
-        names = self.attribute_model.names()
+        names = self.attribute_model.readable()
         if names:
             session.read(names)
 
@@ -819,6 +847,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
         if log_items:
             log_items.sort(key=lambda item: item[0])
             self.log_model.append(log_items)
+            if not self._log_fitted:
+                self._log_fitted = True
+                for col in (1, 2):
+                    self.log.resizeColumnToContents(col)
             if self._follow_log:
                 self.log.scrollToBottom()
         if self.plot.available:
