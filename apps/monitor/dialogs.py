@@ -76,13 +76,14 @@ class CallDialog(QtWidgets.QDialog):
         self.state.setObjectName("call_state")
 
         self.call_button = QtWidgets.QPushButton("&Call")
-        self.call_button.setDefault(True)
         self.call_button.clicked.connect(self.start)
         self.cancel_button = QtWidgets.QPushButton("C&ancel call")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
         close = QtWidgets.QPushButton("Close")
         close.clicked.connect(self.close)
+        for button in (self.call_button, self.cancel_button, close):
+            button.setAutoDefault(False)  # Return in the arguments calls once, through returnPressed
 
         form = QtWidgets.QFormLayout()
         form.addRow("&Arguments:", self.arguments)
