@@ -186,11 +186,13 @@ def test_editing_a_writable_value_sets_it_on_the_server(qtbot, monitor, reg_serv
     window.attributes.setFocus()
     window.attributes.setCurrentIndex(index)
     qtbot.keyClick(window.attributes, Qt.Key_F2)
-    editor = QtWidgets.QApplication.focusWidget()
+    editor = window.attributes.indexWidget(index)  # the open editor of that cell
     assert isinstance(editor, QtWidgets.QLineEdit)
     editor.selectAll()
     qtbot.keyClicks(editor, "2.5")
+    assert editor.text() == "2.5"
     qtbot.keyClick(editor, Qt.Key_Return)
+    qtbot.waitUntil(lambda: "stage-edit.position = 2.5" in window.statusBar().currentMessage(), timeout=WAIT)
     qtbot.waitUntil(lambda: stage.position == 2.5, timeout=WAIT)
     qtbot.waitUntil(lambda: attr_text(window, "position") == "2.5", timeout=WAIT)
 

@@ -441,10 +441,11 @@ class AttributeModel(QtCore.QAbstractTableModel):
     def fade(self) -> None:
         """Repaint values whose change highlight is still fading."""
         now = time.monotonic()
-        for i, r in enumerate(self._rows):
-            if r.changed_at and now - r.changed_at < 1.2:
-                idx = self.index(i, self.VALUE)
-                self.dataChanged.emit(idx, idx, [Qt.BackgroundRole])
+        rows = [i for i, r in enumerate(self._rows) if r.changed_at and now - r.changed_at < 1.2]
+        if rows:
+            # a range, never a single cell: a view would reset an open editor of that cell
+            self.dataChanged.emit(self.index(min(rows), self.NAME), self.index(max(rows), self.VALUE),
+                                  [Qt.BackgroundRole])
 
 
 def _checked(value: Any) -> bool:
