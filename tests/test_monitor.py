@@ -328,6 +328,26 @@ def test_auto_refresh_follows_changes_without_pressing_refresh(qtbot, monitor, r
     qtbot.waitUntil(lambda: attr_text(window, "speed") == "1.0", timeout=WAIT)
 
 
+def test_a_hung_server_times_out_reads_and_the_window_stays_usable(qtbot, monitor, reg_server, closing):
+    stage = Stage()
+    closing(Server(stage, name="stage-hang"))
+    window = monitor(timeout=1.0)
+    qtbot.waitUntil(lambda: "stage-hang" in row_names(window), timeout=WAIT)
+    window.select_server("stage-hang")
+    wait_attributes(qtbot, window, ["position"])
+    dialog = window.open_call_dialog(window.method_model.names().index("blocked"))
+    dialog.call_button.click()  # the served object is now busy in blocked()
+    qtbot.waitUntil(lambda: "Waiting for the server" in dialog.state.text(), timeout=WAIT)
+    window.refresh_action.trigger()
+    qtbot.waitUntil(lambda: "no answer within 1 s" in attr_text(window, "position"), timeout=WAIT)
+    assert "failed" in window.statusBar().currentMessage()
+    assert window.server_model.entry("stage-hang").state == "online"  # busy is not dead
+    with qtbot.waitSignal(dialog.succeeded, timeout=WAIT):
+        stage.release.set()
+    window.refresh_action.trigger()
+    qtbot.waitUntil(lambda: attr_text(window, "position") == "0.0", timeout=WAIT)
+
+
 # ---------------------------------------------------------------------- liveness and floods
 CHILD = r"""
 import sys

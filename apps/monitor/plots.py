@@ -60,7 +60,7 @@ class PlotPanel(QtWidgets.QWidget):
         for axis in ("left", "bottom"):
             item.getAxis(axis).setTextPen("#444")
             item.getAxis(axis).setPen("#999")
-        self._legend = item.addLegend(offset=(8, 8), labelTextColor="#222", brush=(255, 255, 255, 200))
+        self._legend = item.addLegend(offset=(-10, -10), labelTextColor="#222", brush=(255, 255, 255, 200))
         self._empty = pg.TextItem("Subscribe to a signal with numeric arguments,\n"
                                   "or tick Plot next to an attribute.", color="#888", anchor=(0.5, 0.5))
         item.addItem(self._empty)
