@@ -217,6 +217,7 @@ class Agent:
         self._subs: Dict[Tuple[str, str], _Subscription] = {}
         self._sub_sock: Optional[zmq.Socket] = None
         self._sub_connected: Dict[str, int] = {}
+        self._last_rx = 0.0
         self._async_socks: Dict[str, zmq.Socket] = {}
         self._async_pending: Dict[str, Tuple[concurrent.futures.Future, Callable]] = {}
         self._ack_events: Dict[str, threading.Event] = {}
@@ -762,13 +763,36 @@ class Agent:
         n = self._sub_connected.get(pub_endpoint, 0) - 1
         if n <= 0:
             self._sub_connected.pop(pub_endpoint, None)
-            if self._sub_sock is not None:
-                try:
-                    self._sub_sock.disconnect(pub_endpoint)
-                except zmq.ZMQError:
-                    pass
+            self._rebuild_sub()
         else:
             self._sub_connected[pub_endpoint] = n
+
+    def _sub_replace(self, old: str, new: str) -> None:
+        """Move this agent's subscriptions from PUB endpoint ``old`` to ``new`` on a fresh socket."""
+        n = self._sub_connected.pop(old, 0)
+        self._sub_connected[new] = self._sub_connected.get(new, 0) + max(n, 1)
+        self._rebuild_sub()
+
+    def _rebuild_sub(self) -> None:
+        """Replace the SUB socket by a fresh one with the same connections and subscriptions.
+
+        libzmq can abort in a SUB socket's fair queue when ``disconnect()`` drops a
+        pipe that still holds messages, so endpoints are never disconnected from a
+        live SUB: the whole socket is closed (dropping what it held) and rebuilt.
+        """
+        old = self._sub_sock
+        if old is None:
+            return
+        self._io.unregister(old, close=False)
+        old.close(linger=0)
+        self._sub_sock = None
+        if not self._sub_connected and not self._subs:
+            return
+        sock = self._ensure_sub()
+        for endpoint in self._sub_connected:
+            sock.connect(endpoint)
+        for sub in self._subs.values():
+            sock.setsockopt(zmq.SUBSCRIBE, sub.prefix)
 
     def _add_sub(self, sender: str, topic: str, sink: Callable[[Envelope, List[bytes]], None]) -> None:
         sub = _Subscription(sender, topic, sink)
@@ -792,6 +816,7 @@ class Agent:
                 frames = recv_frames(sock, zmq.NOBLOCK, 5)
             except zmq.Again:
                 return
+            self._last_rx = time.monotonic()  # any notification is a sign of life
             try:
                 env = check(frames)
             except ProtocolError as exc:

@@ -386,7 +386,8 @@ class _ProxyCore:
     def _check_liveness(self) -> None:
         if self.closed:
             return
-        if self.alive and time.monotonic() - self.last_seen > 3 * self.period:
+        seen = max(self.last_seen, self.agent._last_rx)  # a flood delays heartbeats, not life
+        if self.alive and time.monotonic() - seen > 3 * self.period:
             self._set_alive(False)
         if not self.alive:
             self._probe()
@@ -455,8 +456,7 @@ class _ProxyCore:
         # at most once per few heartbeat periods so the first heartbeat has time to come.
         if self.pub != old_pub or now - self.rewired > max(3 * self.period, 1.0):
             self.rewired = now
-            agent._sub_disconnect(old_pub)
-            agent._sub_connect(self.pub)
+            agent._sub_replace(old_pub, self.pub)
         if self.sender != old_sender:
             for (sender, topic), sub in list(agent._subs.items()):
                 agent._remove_sub(sender, topic)
