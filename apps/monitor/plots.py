@@ -61,8 +61,8 @@ class PlotPanel(QtWidgets.QWidget):
             item.getAxis(axis).setTextPen("#444")
             item.getAxis(axis).setPen("#999")
         self._legend = item.addLegend(offset=(-10, -10), labelTextColor="#222", brush=(255, 255, 255, 200))
-        self._empty = pg.TextItem("Subscribe to a signal with numeric arguments,\n"
-                                  "or tick Plot next to an attribute.", color="#888", anchor=(0.5, 0.5))
+        self._empty = pg.TextItem("Numbers appear here:\nsubscribe to a signal,\nor tick Plot by an attribute",
+                                  color="#888", anchor=(0.5, 0.5))
         item.addItem(self._empty)
         self._empty.setPos(-self.span / 2, 0.5)
         item.setYRange(0, 1)

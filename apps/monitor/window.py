@@ -322,8 +322,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         lh.setStretchLastSection(True)
         mono = QtGui.QFontMetrics(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont))
         lh.resizeSection(0, mono.horizontalAdvance("00:00:00.000") + 16)
-        lh.resizeSection(1, self.fontMetrics().horizontalAdvance("server-name__"))
-        lh.resizeSection(2, self.fontMetrics().horizontalAdvance("temperature_changed__"))
+        lh.resizeSection(1, self.fontMetrics().horizontalAdvance("Server____"))
+        lh.resizeSection(2, self.fontMetrics().horizontalAdvance("signal name_"))
         self._log_fitted = False
         self.log.verticalHeader().setDefaultSectionSize(20)
         self._follow_log = True
