@@ -286,8 +286,11 @@ class CurveChannel:
                 event = recv_monitor_message(self.mon, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if event["event"] in refused:
+            if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 raise ProtocolError(f"CURVE authentication refused by {self.endpoint}")
+            if event["event"] in refused:  # the server could not read our handshake at all
+                raise ProtocolError(f"CURVE authentication refused by {self.endpoint} (the handshake "
+                                    "failed: is the server public key right, and does it use CURVE?)")
 
     def roundtrip(self, frames: List[Any], msgid: bytes, timeout: float, action: str) -> List[bytes]:
         """Send one request and wait for its reply (RemoteTimeout, or ProtocolError if refused)."""

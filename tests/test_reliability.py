@@ -106,6 +106,7 @@ def test_kill_detect_restart_reconnect(qtbot, monkeypatch, tmp_path, children, c
     qtbot.waitUntil(lambda: bool(lost), timeout=5000)
     detect = lost[0] - killed
     assert detect < 3 * 0.2 + 1.0, detect  # three missed heartbeats, plus scheduling slack
+    print(f"\nkilled server detected lost after {detect:.2f} s (heartbeat 0.2 s)")
     assert not state.alive()
     racer.join(10)
     assert isinstance(race.get("error"), (RemoteTimeout, ConnectionLost)), race
@@ -174,16 +175,22 @@ def test_call_in_flight_when_server_dies_times_out(qtbot, monkeypatch, children,
     proxy = closing(Proxy(child.rep, timeout=1.5))
     assert proxy.pid() == child.proc.pid
     os.kill(child.proc.pid, signal.SIGSTOP)  # frozen: connected, but never answers
+
+    def stopped():
+        with open(f"/proc/{child.proc.pid}/status") as f:
+            return "\nState:\tT" in f.read()
+
+    wait_until(stopped, timeout=10)  # the signal takes effect asynchronously
     t0 = time.monotonic()
     with pytest.raises(RemoteTimeout):
         proxy.pid()
     elapsed = time.monotonic() - t0
-    assert 1.4 <= elapsed < 1.5 + 1.0, elapsed
+    assert 1.4 <= elapsed < 1.5 + 2.0, elapsed
     qtbot.waitUntil(lambda: not proxy._proxy_connection.alive(), timeout=5000)
     t0 = time.monotonic()
     with pytest.raises(ConnectionLost):
         proxy.pid()
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 1.0
     child.kill()
 
 

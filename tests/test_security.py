@@ -361,6 +361,16 @@ def test_curve_serve_in_thread_and_two_servers_in_one_process(closing, tmp_path)
     wait_until(lambda: "pizco-zap" not in [t.name for t in threading.enumerate()])
 
 
+def test_curve_client_with_the_wrong_server_key_is_told(closing, tmp_path):
+    keys, _ = _curve_keys(tmp_path)
+    server = closing(Server(Stage(), curve=CurveConfig(keys / "server.key_secret")))
+    wrong = CurveConfig(keys / "alice.key_secret", server_public_key_file=keys / "mallory.key")
+    t0 = time.monotonic()
+    with pytest.raises(ProtocolError, match="CURVE authentication refused by .*server public key"):
+        Proxy(server.rep_endpoint, timeout=5, curve=wrong)
+    assert time.monotonic() - t0 < 5
+
+
 def test_curve_config_errors(tmp_path):
     keys, clients = _curve_keys(tmp_path)
     with pytest.raises(PizcoError, match="no secret key"):
