@@ -449,10 +449,13 @@ class AttributeModel(QtCore.QAbstractTableModel):
 
 
 def _checked(value: Any) -> bool:
+    """Whether a check-state value (an int or a Qt enum, whatever the binding) means checked."""
+    value = getattr(value, "value", value)
+    checked = getattr(Qt.Checked, "value", Qt.Checked)
     try:
-        return int(value) == int(Qt.Checked)
+        return int(value) == int(checked)
     except TypeError:
-        return value == Qt.Checked
+        return value == checked
 
 
 # ---------------------------------------------------------------------------- methods
@@ -580,7 +583,7 @@ class SignalModel(QtCore.QAbstractTableModel):
         if role == Qt.ToolTipRole and col == self.ARGS and r.last_args is not None:
             return format_value(r.last_args, TOOLTIP_CHARS)
         if role == Qt.TextAlignmentRole and col in (self.COUNT, self.RATE):
-            return int(Qt.AlignRight | Qt.AlignVCenter)
+            return Qt.AlignRight | Qt.AlignVCenter
         if role == Qt.FontRole and col == self.ARGS:
             return QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont)
         return None
