@@ -299,8 +299,8 @@ class _Registration:
 
 def _describe(holder: Dict[str, Any]) -> str:
     where = f"pid {holder.get('pid')} on {holder.get('host')}"
-    if holder.get("rep_endpoint"):
-        return f"{holder.get('class') or 'a server'} at {holder.get('rep_endpoint')} ({where})"
+    if holder.get("pub_endpoint"):  # registered (a reservation has no PUB endpoint yet)
+        return f"{holder.get('class') or 'an empty server'} at {holder.get('rep_endpoint')} ({where})"
     return f"a server starting in {where}"
 
 

@@ -553,3 +553,14 @@ def test_register_server_names_a_running_server(reg_server, closing):
         server.stop()
     with pytest.raises(KeyError):
         registry.lookup("late")
+
+
+def test_a_name_reserved_by_a_starting_server_is_taken(reg_server, closing):
+    rp = closing(registry.registry_proxy())
+    assert rp.reserve("held", "token-of-a-starting-server", "lab-pc", 4242, "elsewhere", "") is None
+    with pytest.raises(PizcoError, match=r"'held' is already used .*a server starting in pid 4242 on lab-pc"):
+        Server(Stage(), name="held")
+    assert rp.servers() == []
+    assert rp.release("held", "token-of-a-starting-server") is True
+    closing(Server(Stage(), name="held"))
+    assert [e["name"] for e in rp.servers()] == ["held"]
