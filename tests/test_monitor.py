@@ -7,6 +7,7 @@ paths printed.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -117,6 +118,21 @@ def test_registered_server_appears_and_selection_fills_every_pane(qtbot, monitor
     assert row.writable is False and window.attribute_model.row("position").writable is True
     assert "online" in window.server_detail.text()
     screenshot(window, tmp_path, "monitor-stage")
+
+
+def test_header_uptime_keeps_counting(qtbot, monitor, reg_server, closing):
+    closing(Server(Stage(), name="stage-up"))
+    window = monitor()
+    qtbot.waitUntil(lambda: "stage-up" in row_names(window), timeout=WAIT)
+    window.select_server("stage-up")
+
+    def uptime():
+        found = re.search(r"up (\d+) s", window.server_detail.text())
+        return int(found.group(1)) if found else None
+
+    qtbot.waitUntil(lambda: uptime() is not None, timeout=WAIT)
+    first = uptime()
+    qtbot.waitUntil(lambda: uptime() >= first + 2, timeout=WAIT)  # without reselecting
 
 
 def test_keyboard_selects_servers_and_panes_follow(qtbot, monitor, reg_server, closing):

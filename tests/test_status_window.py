@@ -159,3 +159,23 @@ def test_helpers():
         handler.emit(logging.LogRecord("x", logging.INFO, __file__, 1, "line %d", (i,), None))
     lines, skipped = handler.drain(2)
     assert [t.split()[-1] for _, t in lines] == ["2", "3"] and skipped == 3
+
+
+def test_rates_count_only_what_happens_while_the_window_is_open(qtbot, closing):
+    """Emissions and requests made before the window opened do not show up as a rate."""
+    stage = Stage()
+    server = closing(Server(stage))
+    proxy = closing(Proxy(server.rep_endpoint, timeout=5))
+    proxy.many.connect(lambda *args: None)
+    assert proxy.emit_many(300) == 300
+    for _ in range(30):
+        assert proxy.speed == 1.5
+    qtbot.waitUntil(lambda: server.emissions["many"] == 300, timeout=5000)
+    win = StatusWindow(server)
+    qtbot.addWidget(win)
+    opened = win._rate_sample[0]
+    win.show()
+    qtbot.waitUntil(lambda: win._rate_sample[0] > opened, timeout=5000)  # a rate was measured
+    assert win.emissions_card.detail.text() == "0 / s"
+    assert win.requests_card.detail.text() == "0 / s"
+    assert win.emissions_card.value.text().replace("\u2009", "") == "300"

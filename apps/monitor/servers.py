@@ -246,6 +246,7 @@ class ServerListMixin:
         self.status(f"Showing {session.label}" + ("" if session.online else f" ({session.state})"))
 
     def _update_header(self, key: Optional[str] = None) -> None:
+        self._header_at = time.monotonic()
         key = key if key is not None else (self.current.key if self.current is not None else None)
         entry = self.server_model.entry(key) if key is not None else None
         if entry is None:

@@ -68,6 +68,7 @@ class MonitorWindow(WindowLayout, ServerListMixin, QtWidgets.QMainWindow):
         self.current: Optional[ServerSession] = None
         self.call_dialog: Optional[CallDialog] = None
         self._shut = False
+        self._header_at = 0.0  # when the header (and its uptime) was last written
 
         self.server_model = ServerListModel(self)
         self.attribute_model = AttributeModel(self)
@@ -295,6 +296,9 @@ class MonitorWindow(WindowLayout, ServerListMixin, QtWidgets.QMainWindow):
                 self.log.scrollToBottom()
         if self.plot.available:
             self.plot.redraw()
+        now = time.monotonic()
+        if now - self._header_at >= 1.0:  # keep the selected server's uptime current
+            self._update_header()
         self.attribute_model.fade()
 
     def _plot_emissions(self, server: str, name: str, items: List[Any]) -> None:

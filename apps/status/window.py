@@ -198,7 +198,9 @@ class StatusWindow(QtWidgets.QMainWindow):
         self.server = server
         self._served_id: Optional[int] = None
         self._signal_names: List[str] = []
-        self._rate_sample: Tuple[float, int, int] = (time.monotonic(), server.requests_served, 0)
+        # rates count only what happens while the window is open
+        self._rate_sample: Tuple[float, int, int] = (time.monotonic(), server.requests_served,
+                                                     sum(dict(server.emissions).values()))
         self._rates = (0.0, 0.0)
         self._errors_shown = -1
         self._was_serving: Optional[bool] = None
