@@ -22,8 +22,8 @@ OUT = os.path.join(ROOT, "docs", "api.md")
 #: Classes users meet without importing them, documented after the public names.
 RELATED = [
     ("pizco_qt.proxy", "RemoteAttribute", "what `proxy.name` returns for a method, signal, dict or other remote object"),
-    ("pizco_qt.proxy", "RemoteFuture", "the Future of a future-returning method or of `.future(...)`"),
-    ("pizco_qt.proxy", "ConnectionState", "`proxy._proxy_connection`"),
+    ("pizco_qt.futures", "RemoteFuture", "the Future of a future-returning method or of `.future(...)`"),
+    ("pizco_qt.heartbeat", "ConnectionState", "`proxy._proxy_connection`"),
     ("pizco_qt.binding", "Binding", "what `bind(...)` returns"),
     ("pizco_qt.binding", "Watch", "what `watch(...)` returns"),
     ("pizco_qt.registry", "Registry", "the object a registry serves"),

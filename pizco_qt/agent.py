@@ -696,7 +696,8 @@ class Agent:
             except zmq.ZMQError as exc:
                 entry = self._async_pending.pop(msgid, None)
                 if entry is not None:
-                    dispatcher.post(lambda: _fail(entry[0], PizcoError(f"cannot send to {endpoint}: {exc}")))
+                    error = PizcoError(f"cannot send to {endpoint}: {exc}")
+                    dispatcher.post(lambda: _fail(entry[0], error))
 
         self._io.submit(send)
         return fut

@@ -16,10 +16,9 @@ import importlib
 import inspect as _inspect
 import numbers
 import pickle
-import sys
 import traceback
 import types
-from typing import Any, Dict, Iterable, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Set, Tuple
 
 from ._qt import QtCore
 from .errors import RemoteError

@@ -17,12 +17,45 @@ runs a loop in a plain script).
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Any, Optional
+import logging
+from typing import Any, Callable, Optional
 
 from ._qt import QObject, Signal
 from .delivery import current_target
 
-__all__ = ["FutureWatcher", "watch_future"]
+__all__ = ["FutureWatcher", "watch_future", "RemoteFuture"]
+
+logger = logging.getLogger(__name__)
+
+
+class RemoteFuture(concurrent.futures.Future):
+    """A client Future; ``cancel()`` also cancels the server-side future (best effort)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._on_cancel: Optional[Callable[[], None]] = None
+
+    def cancel(self) -> bool:
+        """Cancel locally at once and ask the server to cancel; later results are discarded."""
+        if not super().cancel():
+            return False
+        hook, self._on_cancel = self._on_cancel, None
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                logger.debug("remote cancel failed", exc_info=True)
+        return True
+
+
+def _settle(fut: concurrent.futures.Future, result: Any = None, exc: Optional[BaseException] = None) -> None:
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled meanwhile: the late outcome is discarded
 
 
 class FutureWatcher(QObject):

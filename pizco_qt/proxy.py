@@ -18,18 +18,19 @@ import logging
 import pickle
 import threading
 import time
-import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import config
-from ._qt import QObject, QtCore, Signal, is_deleted, is_qt_signal, on_destroyed, slot_arity
-from .agent import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, Agent, connectable, new_msgid
-from .delivery import Target, current_target, dispatcher, report_exception
+from ._qt import QtCore
+from .agent import Agent, new_msgid
+from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
 from .errors import ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, raise_remote
 from .protocol import OOB, Envelope, Protocol
 from .security import CurveConfig
-from .signals import as_callable
+from .futures import RemoteFuture, _settle
+from .heartbeat import ConnectionState, Liveness
+from .remote_signals import _Connection, _SignalSub
 
 logger = logging.getLogger(__name__)
 
@@ -53,58 +54,6 @@ def _is_local_name(name: str) -> bool:
 
 
 _REMOTE = object()
-_UNSET = object()
-
-
-class RemoteFuture(concurrent.futures.Future):
-    """A client Future; ``cancel()`` also cancels the server-side future (best effort)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._on_cancel: Optional[Callable[[], None]] = None
-
-    def cancel(self) -> bool:
-        """Cancel locally at once and ask the server to cancel; later results are discarded."""
-        if not super().cancel():
-            return False
-        hook, self._on_cancel = self._on_cancel, None
-        if hook is not None:
-            try:
-                hook()
-            except Exception:
-                logger.debug("remote cancel failed", exc_info=True)
-        return True
-
-
-def _settle(fut: concurrent.futures.Future, result: Any = None, exc: Optional[BaseException] = None) -> None:
-    try:
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-    except concurrent.futures.InvalidStateError:
-        pass  # cancelled meanwhile: the late outcome is discarded
-
-
-class ConnectionState(QObject):
-    """Liveness of a proxy's server, driven by its heartbeat.
-
-    Thread affinity: lives in the thread that created the proxy; its signals are
-    emitted through the delivery path.
-    """
-
-    #: Signal() -- the server missed three heartbeats (or a call timed out).
-    lost = Signal()
-    #: Signal() -- the server answered again after being lost.
-    regained = Signal()
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._alive = True
-
-    def alive(self) -> bool:
-        """Whether the server is believed to be alive."""
-        return self._alive
 
 
 class _TolerantUnpickler(pickle.Unpickler):
@@ -122,172 +71,7 @@ class _TolerantUnpickler(pickle.Unpickler):
             return make
 
 
-class _Incoming:
-    """One received notification, decoded at most once (on a delivery thread)."""
-
-    __slots__ = ("env", "frames", "loads", "_args")
-
-    def __init__(self, env: Envelope, frames: List[bytes], loads: Callable[..., Any]) -> None:
-        self.env, self.frames, self.loads = env, frames, loads
-        self._args: Any = _UNSET
-
-    @property
-    def args(self) -> tuple:
-        args = self._args
-        if args is _UNSET:
-            content = self.loads(self.env.serializer, self.frames[2], self.frames[5:])
-            if isinstance(content, tuple):
-                args = content
-            elif isinstance(content, list):
-                args = tuple(content)
-            else:
-                args = (content,)
-            self._args = args
-        return args
-
-
-class _Connection:
-    """One slot connected to one remote signal in one proxy."""
-
-    __slots__ = ("slot", "call", "arity", "target", "coalesce", "latest", "queued", "dead", "sub",
-                 "weak_self", "latest_lock", "wire", "__weakref__")
-
-    def __init__(self, slot: Any, target: Target, coalesce: bool, sub: "_SignalSub") -> None:
-        self.slot = slot
-        self.call = as_callable(slot)
-        self.arity = slot_arity(slot)
-        self.target = target
-        self.coalesce = coalesce
-        self.latest: Optional[_Incoming] = None
-        self.latest_lock = threading.Lock() if coalesce else None
-        self.queued = False
-        self.dead = False
-        self.sub = sub
-        self.weak_self = None
-        self.wire: Any = None
-        owner = getattr(slot, "__self__", None)
-        if isinstance(owner, QObject) and not is_qt_signal(slot):
-            # like Qt: a QObject's method does not keep it alive, and dies with it
-            self.slot = self.weak_self = _WeakSlotKey(slot)
-            self.call = None
-            ref = weakref.ref(self)
-            try:
-                self.wire = on_destroyed(owner, lambda: _drop_connection(ref))
-            except Exception:
-                pass
-
-    def kill(self) -> None:
-        """Never deliver again (and stop watching the slot's QObject)."""
-        self.dead = True
-        if self.wire is not None:
-            self.wire.cancel()
-
-    def push(self, inc: _Incoming) -> None:
-        if self.coalesce:
-            with self.latest_lock:
-                self.latest = inc
-                if self.queued:
-                    return
-                self.queued = True
-            self.target.post(self.flush)
-        else:
-            self.target.post(lambda: self.deliver(inc))
-
-    def flush(self) -> None:
-        with self.latest_lock:  # I/O thread vs delivery thread: the latest value is never lost
-            self.queued = False
-            inc, self.latest = self.latest, None
-        if inc is not None:
-            self.deliver(inc)
-
-    def deliver(self, inc: _Incoming) -> None:
-        if self.dead:
-            return
-        call = self.call
-        if call is None:
-            method = self.weak_self.resolve() if self.weak_self is not None else None
-            if method is None or is_deleted(method.__self__):
-                _drop_connection(weakref.ref(self))
-                return
-            call = method
-        args = inc.args
-        arity = self.arity
-        if arity is not None and arity < len(args):
-            args = args[:arity]
-        call(*args)
-
-
-class _WeakSlotKey:
-    """Compares equal to the bound method it stands for, without keeping its object alive.
-
-    Works for Python methods and for a Qt class's own (builtin) methods such as
-    ``label.setText``, which have no ``__func__``.
-    """
-
-    __slots__ = ("func", "name", "obj_ref", "__weakref__")
-
-    def __init__(self, method: Any) -> None:
-        self.func = getattr(method, "__func__", None)
-        self.name = getattr(method, "__name__", None)
-        self.obj_ref = weakref.ref(method.__self__)
-
-    def resolve(self) -> Any:
-        """The bound method again, or None once its object is gone."""
-        obj = self.obj_ref()
-        if obj is None:
-            return None
-        if self.func is not None:
-            return self.func.__get__(obj, type(obj))
-        return getattr(obj, self.name)
-
-    def __eq__(self, other: Any) -> bool:
-        if isinstance(other, _WeakSlotKey):
-            return self.func is other.func and self.name == other.name and self.obj_ref() is other.obj_ref()
-        if getattr(other, "__self__", None) is not self.obj_ref():
-            return False
-        if self.func is not None:
-            return getattr(other, "__func__", None) is self.func
-        return getattr(other, "__func__", None) is None and getattr(other, "__name__", None) == self.name
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def _drop_connection(ref: "weakref.ref[_Connection]") -> None:
-    conn = ref()
-    if conn is None or conn.dead:
-        return
-    conn.dead = True
-    sub = conn.sub
-    sub.remove(conn)
-
-
-class _SignalSub:
-    """The connections of one proxy to one remote signal (the sink runs on the I/O thread)."""
-
-    def __init__(self, core: "_ProxyCore", topic: str) -> None:
-        self.core = core
-        self.topic = topic
-        self.connections: Tuple[_Connection, ...] = ()
-        self.lock = threading.Lock()
-        self.active = False
-
-    def sink(self, env: Envelope, frames: List[bytes]) -> None:
-        conns = self.connections
-        if conns:
-            inc = _Incoming(env, frames, self.core.agent.protocol.loads)
-            for conn in conns:
-                conn.push(inc)
-
-    def remove(self, conn: _Connection) -> None:
-        conn.kill()
-        with self.lock:
-            self.connections = tuple(c for c in self.connections if c is not conn)
-            empty = not self.connections
-        if empty:
-            self.core.unsubscribe(self)
-
-
-class _ProxyCore:
+class _ProxyCore(Liveness):
     """Everything a Proxy knows and does; holds no reference to the Proxy itself."""
 
     def __init__(self, endpoint: str, timeout: Optional[float], protocol: Optional[Protocol],
@@ -336,133 +120,6 @@ class _ProxyCore:
             raise
         if self.tracking:
             self._start_probing()
-
-    # ---------------------------------------------------------------- info / liveness (I/O thread)
-    def apply_info(self, info: Dict[str, Any]) -> None:
-        self.sender = info.get("rep_endpoint", self.endpoint)
-        self.pub = connectable(info["pub_endpoint"], self.endpoint)
-        self.caps = frozenset(info.get("capabilities", ()))
-        self.period = float(info.get("heartbeat", config.heartbeat()))
-        self.tracking = "heartbeat" in self.caps
-
-    def _subscribe_internal(self) -> None:
-        agent = self.agent
-        agent._sub_connect(self.pub)
-        agent._add_sub(self.sender, FUTURE_TOPIC, self._on_future_frames)
-        if "heartbeat" in self.caps:
-            agent._add_sub(self.sender, HEARTBEAT_TOPIC, self._on_heartbeat)
-
-    def _on_heartbeat(self, env: Envelope, frames: List[bytes]) -> None:
-        self.last_seen = time.monotonic()
-        if not self.alive:
-            self._confirm()
-
-    def _confirm(self) -> None:
-        """Declare the server regained once it has our subscriptions again (I/O thread).
-
-        The first heartbeat after a loss proves the SUB socket reconnected and
-        re-sent its subscriptions; an acknowledgement marker subscribed now
-        follows them on the same pipe, so when it comes back every remote signal
-        connection is active on the server and 'regained' can promise delivery.
-        """
-        if "ack" not in self.caps:
-            self._set_alive(True)
-            return
-        if self.confirming is not None:
-            return
-        agent = self.agent
-        token = self.confirming = f"{ACK_PREFIX}{new_msgid()}"
-        sender = self.sender
-
-        def finish(*_: Any) -> None:
-            if self.confirming == token:
-                self.confirming = None
-                agent._remove_sub(sender, token)
-                self._set_alive(True)
-
-        agent._add_sub(sender, token, finish)
-        agent._io.call_later(self.timeout, finish)  # an old or busy server: regained anyway
-
-    def _check_liveness(self) -> None:
-        if self.closed:
-            return
-        seen = max(self.last_seen, self.agent._last_rx)  # a flood delays heartbeats, not life
-        if self.alive and time.monotonic() - seen > 3 * self.period:
-            self._set_alive(False)
-        if not self.alive:
-            self._probe()
-        self.agent._io.call_later(min(self.period, 0.5) if not self.alive else self.period / 2,
-                                  self._check_liveness)
-
-    def _set_alive(self, alive: bool) -> None:
-        if self.alive == alive or self.closed:
-            return
-        self.alive = alive
-        state = self.connection
-        if alive:
-            self.last_seen = time.monotonic()
-        else:
-            # drop queued non-blocking calls: nothing is replayed to a restarted server
-            agent = self.agent
-            for sock in list(agent._async_socks.values()):
-                agent._io.unregister(sock)
-            agent._async_socks.clear()
-            pending = list(agent._async_pending.values())
-            agent._async_pending.clear()
-            for fut, _ in pending:
-                dispatcher.post(lambda fut=fut: _settle(fut, exc=ConnectionLost(
-                    f"the server at {self.endpoint} was lost before it answered")))
-
-        def emit() -> None:
-            try:
-                state._alive = alive
-                (state.regained if alive else state.lost).emit()
-            except RuntimeError:
-                pass  # the state object is gone with its thread
-
-        self.target.post(emit)
-
-    def _probe(self) -> None:
-        """Ask the (possibly restarted) server for its endpoints; I/O thread."""
-        if self.probing:
-            return
-        self.probing = True
-        probe = Agent(protocol=self.agent.protocol, curve=self.agent.curve, _bind=False)
-
-        def done(fut: concurrent.futures.Future) -> None:
-            self.probing = False
-            try:
-                info = fut.result()
-            except BaseException:
-                info = None
-            threading.Thread(target=probe.stop, daemon=True).start()
-            if isinstance(info, dict) and not self.closed:
-                self.agent._io.submit(lambda: self._rewire(info))
-
-        fut = probe.request_async(self.endpoint, "info")
-        fut.add_done_callback(done)
-        self.agent._io.call_later(max(self.period, 1.0), lambda: fut.cancel())
-
-    def _rewire(self, info: Dict[str, Any]) -> None:
-        if self.closed:
-            return
-        old_pub, old_sender = self.pub, self.sender
-        self.apply_info(info)
-        agent = self.agent
-        now = time.monotonic()
-        # The server answers again. A new PUB endpoint needs a new connection; on the
-        # same one, a SUB that reconnected by itself may still not have re-sent its
-        # subscriptions (no heartbeat comes then), so a fresh connection is made too,
-        # at most once per few heartbeat periods so the first heartbeat has time to come.
-        if self.pub != old_pub or now - self.rewired > max(3 * self.period, 1.0):
-            self.rewired = now
-            agent._sub_replace(old_pub, self.pub)
-        if self.sender != old_sender:
-            for (sender, topic), sub in list(agent._subs.items()):
-                agent._remove_sub(sender, topic)
-                agent._add_sub(self.sender, topic, sub.sink)
-        if not self.tracking:
-            self._set_alive(True)  # else the next heartbeat confirms it (_confirm)
 
     # ---------------------------------------------------------------- futures
     def _on_future_frames(self, env: Envelope, frames: List[bytes]) -> None:
