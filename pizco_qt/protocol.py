@@ -26,16 +26,33 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import hmac
 import io
 import json
 import pickle
+import uuid
 from typing import Any, List, NamedTuple, Optional, Sequence
 
 from . import config
 from .errors import ProtocolError
 
-__all__ = ["Protocol", "Envelope", "Message", "PREFIX", "header"]
+__all__ = ["Protocol", "Envelope", "Message", "PREFIX", "header", "new_msgid", "CAPABILITIES",
+           "ACK_PREFIX", "HEARTBEAT_TOPIC", "FUTURE_TOPIC"]
+
+#: What a pizco_qt server adds to the original protocol (advertised by 'info').
+CAPABILITIES = ["heartbeat", "ack", "cancel", "oob", "describe", "getmany"]
+ACK_PREFIX = "__ack__"
+HEARTBEAT_TOPIC = "__heartbeat__"
+FUTURE_TOPIC = "__future__"
+
+_ids = itertools.count(1)
+_id_prefix = uuid.uuid4().hex[:12]
+
+def new_msgid() -> str:
+    """A message id unique to this process run (cheaper than a uuid per call)."""
+    return f"{_id_prefix}-{next(_ids)}"
+
 
 PREFIX = "PZC00"
 _PREFIX_B = b"PZC00+"

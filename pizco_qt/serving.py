@@ -1,0 +1,416 @@
+"""The serving half of an Agent: binding, the worker thread, publishing.
+
+A binding agent owns a ROUTER socket served by its worker thread (which also
+runs ``on_request``, ``on_subscribe`` and ``on_unsubscribe`` in arrival order)
+and an XPUB socket owned by the I/O thread, which sees every subscribe and
+unsubscribe (``XPUB_VERBOSER``), publishes heartbeats and acknowledges the
+marker subscriptions that proxies use to know a subscription is active.
+
+Thread affinity: ``publish`` from any thread; the worker loop on the agent's
+worker thread; XPUB handling on the I/O thread.
+"""
+from __future__ import annotations
+
+import logging
+import socket as _socket
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import zmq
+
+from . import config, iothread
+from ._frames import readable, recv_frames, send_frames
+from .delivery import report_exception
+from .errors import PizcoError, ProtocolError
+from .protocol import ACK_PREFIX, HEARTBEAT_TOPIC, Envelope, _id_prefix, header, new_msgid
+from .security import check_bind_allowed, register_curve_server
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Serving"]
+
+
+def _bindable(endpoint: str) -> str:
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        return endpoint[:-2] + ":*"
+    return endpoint
+
+
+def _resolved(requested: str, sock: zmq.Socket) -> str:
+    """The endpoint as bound: port 0 resolved as ZMQ reports it, '*' kept."""
+    if requested.startswith("tcp://") and (requested.endswith(":0") or requested.endswith(":*")):
+        last = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return requested.rsplit(":", 1)[0] + ":" + last.rsplit(":", 1)[1]
+    return requested
+
+
+
+class Serving:
+    """Mixin of Agent: everything a binding agent does to serve (see the module docstring)."""
+
+    # ------------------------------------------------------------------ binding
+    def _secured(self) -> bool:
+        return self.curve is not None
+
+    def _bind(self, rep: str, pub: str, allow_insecure: bool) -> None:
+        for ep in (rep, pub):
+            check_bind_allowed(ep, self.protocol, self._secured(), allow_insecure)
+        if self.curve is not None:
+            self._zap_domain = register_curve_server(self.curve, iothread.context())
+        self._pub_requested = pub
+        self._xpub_counts = {}
+        self._io.call(self._open_xpub, timeout=10)
+        ready = threading.Event()
+        result: Dict[str, Any] = {}
+        self._worker_wake = _socket.socketpair()
+        for s in self._worker_wake:
+            s.setblocking(False)
+        self._worker_running = True
+        self._worker = threading.Thread(
+            target=self._worker_main, args=(rep, ready, result), name=f"pizco-server {rep}", daemon=True
+        )
+        self._worker.start()
+        if not ready.wait(10):
+            raise PizcoError(f"the server thread for {rep} did not start within 10 s")
+        if "error" in result:
+            raise PizcoError(f"cannot bind {rep}: {result['error']}") from result["error"]
+        self.rep_endpoint = result["endpoint"]
+        self.sender = self.rep_endpoint
+        self._io.call_later(0, self._heartbeat_tick)
+
+    def _configure_server_socket(self, sock: zmq.Socket) -> None:
+        """Hook for subclasses (e.g. CURVE); runs on the socket's owner thread."""
+        sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
+        if self.curve is not None and self._zap_domain is not None:
+            self.curve.configure_server(sock, self._zap_domain)
+
+    def _open_xpub(self) -> None:
+        sock = iothread.context().socket(zmq.XPUB)
+        try:
+            sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+        except (AttributeError, zmq.ZMQError):
+            sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        sock.setsockopt(zmq.SNDHWM, config.DEFAULT_HWM)
+        sock.setsockopt(zmq.RCVHWM, config.DEFAULT_HWM)
+        self._configure_server_socket(sock)
+        try:
+            sock.bind(_bindable(self._pub_requested))
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise PizcoError(f"cannot bind {self._pub_requested}: {exc}") from exc
+        self.pub_endpoint = _resolved(self._pub_requested, sock)
+        self._xpub = sock
+        self._io.register(sock, self._on_xpub_readable)
+
+    # ------------------------------------------------------------------ worker thread
+    def _worker_main(self, rep: str, ready: threading.Event, result: Dict[str, Any]) -> None:
+        ctx = iothread.context()
+        try:
+            router = ctx.socket(zmq.ROUTER)
+            router.setsockopt(zmq.RCVHWM, config.DEFAULT_HWM)
+            self._configure_server_socket(router)
+            try:
+                router.bind(_bindable(rep))
+            except zmq.ZMQError as exc:
+                router.close(linger=0)
+                raise PizcoError(f"{exc} (is another server using {rep}?)") from exc
+            result["endpoint"] = _resolved(rep, router)
+        except BaseException as exc:
+            result["error"] = exc
+            for s in self._worker_wake or ():
+                s.close()
+            ready.set()
+            return
+        wake = self._open_wake(router)
+        ready.set()
+        wake_r = self._worker_wake[0]
+        wake_fd = wake_r.fileno()
+        items = [(router, zmq.POLLIN), (wake_fd, zmq.POLLIN)]
+        poll = zmq.zmq_poll
+        cmds = self._worker_cmds
+        try:
+            if wake is not None:
+                self._serve_blocking(router, wake)
+            while self._worker_running and wake is None:
+                try:
+                    events = poll(items, 1000)
+                except zmq.ZMQError:
+                    break
+                woken = False
+                for item, _ in events:
+                    if item is not router:
+                        woken = True
+                        continue
+                    for _ in range(256):
+                        try:
+                            frames = recv_frames(router, zmq.NOBLOCK, 7)
+                        except zmq.Again:
+                            break
+                        self._handle_raw_request(router, frames)
+                        if not self._worker_running or not readable(router):
+                            break
+                if cmds or woken:
+                    try:
+                        while wake_r.recv(4096):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+                    while cmds:
+                        cmd = cmds.popleft()
+                        try:
+                            cmd()
+                        except Exception:
+                            report_exception("a server command")
+        finally:
+            if wake is not None:
+                with self._wake_lock:
+                    self._wake_sock = None
+                wake.close(linger=0)
+            router.close(linger=config.LINGER_MS)
+            for s in self._worker_wake or ():
+                s.close()
+
+    def _open_wake(self, router: zmq.Socket) -> Optional[zmq.Socket]:
+        """An inproc DEALER into the router that wakes the worker (worker thread).
+
+        With it the worker blocks in a receive on the router alone, which answers
+        a request sooner than polling the router and a wake-up descriptor. Only
+        for unsecured routers (a security mechanism would apply to it too).
+        """
+        try:
+            if router.getsockopt(zmq.MECHANISM) != zmq.NULL or router.getsockopt(zmq.ZAP_DOMAIN):
+                return None
+            endpoint = f"inproc://pizco-wake-{_id_prefix}-{id(self):x}"
+            router.bind(endpoint)
+            wake = iothread.context().socket(zmq.DEALER)
+            wake.setsockopt(zmq.LINGER, 0)
+            wake.setsockopt(zmq.ROUTING_ID, self._wake_id)
+            wake.connect(endpoint)
+        except zmq.ZMQError:
+            logger.debug("no inproc wake-up for %s", self.rep_endpoint, exc_info=True)
+            return None
+        with self._wake_lock:
+            self._wake_sock = wake
+        return wake
+
+    def _serve_blocking(self, router: zmq.Socket, wake: zmq.Socket) -> None:
+        """The worker loop: requests, and commands announced through ``wake``."""
+        router.setsockopt(zmq.RCVTIMEO, 1000)
+        cmds = self._worker_cmds
+        wake_id = self._wake_id
+        while self._worker_running:
+            try:
+                frames = recv_frames(router, 0, 7)
+            except zmq.Again:
+                frames = None
+            except zmq.ZMQError:
+                break
+            if frames is not None and not (frames[0] == wake_id and len(frames) == 2):
+                self._handle_raw_request(router, frames)
+            while cmds:
+                cmd = cmds.popleft()
+                try:
+                    cmd()
+                except Exception:
+                    report_exception("a server command")
+
+    def _worker_submit(self, cmd: Callable[[], None]) -> None:
+        self._worker_cmds.append(cmd)
+        if self._wake_sock is not None:
+            with self._wake_lock:
+                sock = self._wake_sock
+                if sock is not None:
+                    try:
+                        send_frames(sock, [b"w"], zmq.NOBLOCK)
+                    except zmq.ZMQError:
+                        pass  # wake-ups pending already: the worker will run this too
+                    return
+        wake = self._worker_wake
+        if wake is not None:
+            try:
+                wake[1].send(b"\0")
+            except (BlockingIOError, OSError):
+                pass
+
+    def _handle_raw_request(self, router: zmq.Socket, frames: List[bytes]) -> None:
+        try:
+            split = frames.index(b"")
+        except ValueError:
+            logger.warning("dropping a request without an envelope delimiter (%d frames)", len(frames))
+            return
+        route, body = frames[: split + 1], frames[split + 1:]
+        protocol = self.protocol
+        try:
+            env = protocol.check(body)
+        except ProtocolError as exc:
+            self._reject(router, route, body, exc)
+            return
+        try:
+            content = protocol.loads(env.serializer, body[2], body[5:])
+        except ProtocolError as exc:
+            self._reject(router, route, body, exc, env)
+            return
+        self._worker_busy = True
+        try:
+            reply = self._serve_request(env, content)
+        except Exception:
+            report_exception(f"on_request of {self.rep_endpoint}")
+            self._worker_busy = False
+            return
+        self._worker_busy = False
+        self._send_reply(router, route, env, reply)
+
+    def _serve_request(self, env: Envelope, content: Any) -> Any:
+        """Produce the reply content (overridden by Server to add thread affinity)."""
+        return self.on_request(env.sender, env.topic, content, env.msgid)
+
+    def _send_reply(self, router: zmq.Socket, route: List[bytes], env: Envelope, reply: Any) -> None:
+        ser = env.serializer
+        try:
+            frames = self.protocol.encode(self.sender, env.topic, reply, env.msgid, ser)
+        except Exception as exc:  # an unserializable return value
+            logger.warning("cannot serialize the reply to %s: %s", env.msgid, exc)
+            reply = self._serialization_failure(reply, exc)
+            try:
+                frames = self.protocol.encode(self.sender, env.topic, reply, env.msgid, ser)
+            except Exception:  # the serializer itself is unusable: no reply possible
+                logger.warning("cannot answer %s with serializer %r", env.msgid, ser)
+                return
+        try:
+            send_frames(router, route + frames)
+        except zmq.ZMQError as exc:
+            logger.warning("cannot send the reply to %s: %s", env.msgid, exc)
+
+    def _serialization_failure(self, reply: Any, exc: Exception) -> Any:
+        return ("PSMessage", "raise", (TypeError(f"cannot serialize the reply: {exc}"), []))
+
+    _reject_times: Dict[str, float] = {}
+
+    def _reject(self, router: zmq.Socket, route: List[bytes], body: List[bytes],
+                exc: ProtocolError, env: Optional[Envelope] = None) -> None:
+        reason = str(exc)
+        now = time.monotonic()
+        if now - self._reject_times.get(reason, 0.0) > 1.0:  # rate-limited
+            if len(self._reject_times) > 256:  # reasons quote hostile input: keep it bounded
+                self._reject_times.clear()
+            self._reject_times[reason] = now
+            logger.warning("rejected a request at %s: %s", self.rep_endpoint, reason)
+        msgid = env.msgid if env is not None else ""
+        ser = env.serializer if env is not None else "pickle"
+        if env is None and len(body) > 3:
+            try:
+                msgid = bytes(body[3]).decode("utf-8")
+                cand = bytes(body[1]).decode("ascii")
+                if cand in ("pickle", "json") or (cand.startswith("pickle") and cand[6:].isdigit()):
+                    ser = cand
+            except UnicodeDecodeError:
+                pass
+        error = ValueError(reason)
+        try:
+            try:
+                frames = self.protocol.encode(self.sender, "", ("PSMessage", "raise", (error, [])), msgid, ser)
+            except Exception:  # e.g. 'pickle99': answer in plain pickle
+                frames = self.protocol.encode(self.sender, "", ("PSMessage", "raise", (error, [])), msgid, "pickle")
+            router.send_multipart(route + frames, copy=False)
+        except Exception:
+            logger.debug("cannot answer a rejected request", exc_info=True)
+
+    # ------------------------------------------------------------------ publishing (I/O thread)
+    def publish(self, topic: str, content: Any) -> None:
+        """Publish ``content`` on ``topic`` (any thread; never blocks)."""
+        frames = self.protocol.encode(self.sender, topic, content, new_msgid())
+        self._publish_frames(frames)
+
+    def _publish_frames(self, frames: List[Any]) -> None:
+        self._pubq.append(frames)
+        if not self._pub_scheduled:
+            self._pub_scheduled = True
+            self._io.submit(self._flush_publications)
+
+    def _flush_publications(self) -> None:
+        self._pub_scheduled = False
+        queue = self._pubq
+        sock = self._xpub
+        if sock is None:
+            queue.clear()
+            return
+        while queue:
+            frames = queue.popleft()
+            try:
+                send_frames(sock, frames, zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # a subscriber reached its high-water mark: dropped for it
+            except zmq.ZMQError:
+                queue.clear()
+                return
+
+    def _heartbeat_tick(self) -> None:
+        if self._xpub is None or self._stopped:
+            return
+        if self._xpub_counts.get(HEARTBEAT_TOPIC):
+            self._publish_frames(self.protocol.encode(self.sender, HEARTBEAT_TOPIC,
+                                                      {"pub_endpoint": self.pub_endpoint}, new_msgid()))
+        self._io.call_later(config.heartbeat(), self._heartbeat_tick)
+
+    def _on_xpub_readable(self, sock: zmq.Socket) -> None:
+        prefix = header(self.sender, "")
+        plen = len(prefix)
+        events: List[Tuple[str, bool]] = []
+        acks: List[str] = []
+        for _ in range(1000):
+            try:
+                msg = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if not msg or msg[0] not in (0, 1):
+                logger.warning("ignoring a malformed message on %s", self.pub_endpoint)
+                continue
+            if not msg.startswith(prefix, 1):
+                continue  # someone else's topic or a bare prefix
+            try:
+                topic = msg[1 + plen:].decode("utf-8")
+            except UnicodeDecodeError:
+                logger.warning("ignoring a subscription with a bad utf-8 topic on %s", self.pub_endpoint)
+                continue
+            if "+" in topic:
+                continue
+            subscribed = msg[0] == 1
+            if topic.startswith(ACK_PREFIX):
+                if subscribed:
+                    acks.append(topic)
+                continue
+            events.append((topic, subscribed))
+        for topic, subscribed in events:
+            count = self._xpub_counts.get(topic, 0) + (1 if subscribed else -1)
+            count = max(count, 0)
+            self._xpub_counts[topic] = count
+            if topic.startswith("__"):
+                self._handled_counts[topic] = count
+                continue
+            self._worker_submit(self._make_sub_event(topic, count, subscribed))
+        for topic in acks:
+            # after the subscriptions it follows have been handled by the worker
+            self._worker_submit(lambda t=topic: self._io.submit(lambda: self._send_ack(t)))
+
+    def _send_ack(self, topic: str) -> None:
+        self._publish_frames(self.protocol.encode(self.sender, topic, None, new_msgid()))
+
+    def _make_sub_event(self, topic: str, count: int, subscribed: bool) -> Callable[[], None]:
+        def event() -> None:
+            try:
+                if subscribed:
+                    self.on_subscribe(topic, count)
+                else:
+                    self.on_unsubscribe(topic, count)
+            finally:
+                self._handled_counts[topic] = count
+        return event
+
+    def subscriber_count(self, topic: str) -> int:
+        """How many SUB sockets subscribe to ``topic`` of this agent.
+
+        The count changes after ``on_subscribe``/``on_unsubscribe`` has run, so once it
+        shows a subscriber, the server is connected to the served signal.
+        """
+        return self._handled_counts.get(topic, 0)
