@@ -13,8 +13,9 @@ from typing import List, Optional
 
 from qtpy import QtCore, QtGui, QtWidgets
 
-from .models import AttributeModel, ServerListModel, SignalModel
+from .models import AttributeModel, ServerListModel
 from .plots import PlotPanel
+from .signal_models import SignalModel
 
 Qt = QtCore.Qt
 

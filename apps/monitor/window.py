@@ -21,9 +21,9 @@ from pizco_qt._qt import on_destroyed
 from .controller import RegistryClient, ServerSession, describe_error
 from .dialogs import CallDialog
 from .layout import STYLE, WindowLayout, icon
-from .models import (AttributeModel, MethodModel, ServerListModel, SignalLogModel, SignalModel,
-                     _plain_annotations, is_number)
+from .models import AttributeModel, MethodModel, ServerListModel, _plain_annotations, is_number
 from .servers import ServerListMixin
+from .signal_models import SignalLogModel, SignalModel
 
 Qt = QtCore.Qt
 
