@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from ._qt import QObject, QtCore, QThread, Signal, is_deleted
 from ._adapters import _adapter_for
 from .delivery import current_target
-from .polling import Watch, _check_interval, _core_of, forget_destroyed, on_destroyed, watch
+from ._qt import on_destroyed
+from .polling import Watch, _check_interval, _core_of, watch
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class Binding(QObject):
             if self._offline:
                 self.widget.setEnabled(self._enable_after)
         self._offline = False
-        forget_destroyed(self, self._hook)
+        self._hook.cancel()
         self.setParent(None)
 
     # -- values from the server ---------------------------------------------

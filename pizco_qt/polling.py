@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from ._qt import QObject, Signal, is_deleted
+from ._qt import QObject, Signal, is_deleted, on_destroyed
 from .delivery import Target, current_target
 
 logger = logging.getLogger(__name__)
@@ -246,37 +246,6 @@ def _as_exception(value: Any) -> BaseException:
     return exc
 
 
-_hooks: Dict[int, Any] = {}
-
-
-def on_destroyed(obj: QObject, fn: Any) -> Tuple[int, Any]:
-    """Call ``fn()`` when ``obj``'s C++ object is destroyed; returns a key for :func:`forget_destroyed`.
-
-    The hook is kept alive here rather than only by the Qt connection: PyQt may
-    release a callable held only by a connection to ``destroyed`` while the
-    signal is being emitted, before calling it.
-    """
-    key = next(_ids)
-
-    def hook(*_: Any) -> None:
-        _hooks.pop(key, None)
-        fn()
-
-    _hooks[key] = hook
-    obj.destroyed.connect(hook)
-    return key, hook
-
-
-def forget_destroyed(obj: QObject, token: Tuple[int, Any]) -> None:
-    """Undo :func:`on_destroyed` while ``obj`` is alive."""
-    key, hook = token
-    if _hooks.pop(key, None) is not None:
-        try:
-            obj.destroyed.disconnect(hook)
-        except (TypeError, RuntimeError):
-            pass
-
-
 _pollers: Dict[Tuple[str, int], _Poller] = {}
 _pollers_lock = threading.Lock()
 
@@ -337,7 +306,7 @@ class Watch(QObject):
     def stop(self) -> None:
         """Stop polling (idempotent); no ``changed`` is emitted afterwards."""
         _stop_entry(self._poller, self._entry)
-        forget_destroyed(self, self._hook)
+        self._hook.cancel()
 
     def _receive(self, kind: str, value: Any) -> None:
         if self._entry.dead:
