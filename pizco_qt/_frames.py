@@ -13,11 +13,12 @@ Thread affinity: the functions run on the thread that owns the socket.
 """
 from __future__ import annotations
 
-from typing import Any, List, Sequence
+import threading
+from typing import Any, Callable, List, Sequence
 
 import zmq
 
-__all__ = ["send_frames", "recv_frames", "readable", "ZERO_COPY"]
+__all__ = ["send_frames", "recv_frames", "readable", "close_owned", "ZERO_COPY"]
 
 #: Frames at least this large are sent and (past the protocol frames) received without copying.
 ZERO_COPY = 64 * 1024
@@ -75,3 +76,30 @@ def recv_frames(sock: zmq.Socket, flags: int = 0, copied: int = 6) -> List[Any]:
 def readable(sock: zmq.Socket) -> bool:
     """Whether a message can be received from ``sock`` without waiting."""
     return bool(_get(sock, _EVENTS) & _POLLIN)
+
+
+def close_owned(channel: Any, release: Callable[[], None]) -> None:
+    """Close a request socket owned by one thread, from any thread, without racing its owner.
+
+    ``channel`` has ``lock`` (held by its owner during a call) and ``closed``;
+    ``release()`` closes its sockets. If the owner is inside a call (bounded by its
+    timeout), the sockets are closed by a short-lived thread once that call ends.
+    """
+    if channel.lock.acquire(timeout=0.5):
+        try:
+            if not channel.closed:
+                channel.closed = True
+                release()
+        finally:
+            channel.lock.release()
+        return
+    channel.closed = True
+
+    def when_free() -> None:
+        if channel.lock.acquire(timeout=3600):
+            try:
+                release()
+            finally:
+                channel.lock.release()
+
+    threading.Thread(target=when_free, name="pizco-closer", daemon=True).start()

@@ -27,7 +27,7 @@ import zmq
 
 from . import config, iothread
 from .delivery import Target, current_target, dispatcher, held_schedules, report_exception
-from ._frames import recv_frames, send_frames
+from ._frames import close_owned, recv_frames, send_frames
 from .errors import PizcoError, ProtocolError, RemoteTimeout
 from .protocol import (ACK_PREFIX, CAPABILITIES, FUTURE_TOPIC, HEARTBEAT_TOPIC, Envelope, Protocol,  # noqa: F401
                        _id_prefix, header, new_msgid)
@@ -103,23 +103,7 @@ class _Channel:
                 self.timeout_ms = -1
 
     def close(self) -> None:
-        if self.lock.acquire(timeout=0.5):
-            try:
-                if not self.closed:
-                    self.closed = True
-                    self.sock.close(linger=0)
-            finally:
-                self.lock.release()
-        else:  # the owner is inside a call (bounded by its timeout): close it once that ends
-            self.closed = True
-            threading.Thread(target=self._close_when_free, name="pizco-closer", daemon=True).start()
-
-    def _close_when_free(self) -> None:
-        if self.lock.acquire(timeout=3600):
-            try:
-                self.sock.close(linger=0)
-            finally:
-                self.lock.release()
+        close_owned(self, lambda: self.sock.close(linger=0))
 
 
 class _ChannelHolder:

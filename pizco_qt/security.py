@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional
 
+from ._frames import close_owned
 from .errors import PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Protocol
 
@@ -333,30 +334,15 @@ class CurveChannel:
 
     def close(self) -> None:
         """Close the socket and its monitor (waits briefly for a call in progress)."""
-        if self.lock.acquire(timeout=0.5):
-            try:
-                if not self.closed:
-                    self.closed = True
-                    try:
-                        self.sock.disable_monitor()
-                    except Exception:
-                        pass
-                    self.mon.close(linger=0)
-                    self.sock.close(linger=0)
-            finally:
-                self.lock.release()
-        else:  # the owner is inside a call (bounded by its timeout): close it once that ends
-            self.closed = True
-            threading.Thread(target=self._close_when_free, name="pizco-closer", daemon=True).start()
+        close_owned(self, self._release)
 
-    def _close_when_free(self) -> None:
-        if self.lock.acquire(timeout=3600):
-            try:
-                self.sock.disable_monitor()
-                self.mon.close(linger=0)
-                self.sock.close(linger=0)
-            finally:
-                self.lock.release()
+    def _release(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except Exception:
+            pass
+        self.mon.close(linger=0)
+        self.sock.close(linger=0)
 
 
 # ---------------------------------------------------------------------- command lines
