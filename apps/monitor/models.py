@@ -116,6 +116,27 @@ def state_icon(state: str, size: int = 12) -> QtGui.QIcon:
     return icon
 
 
+class RowTableModel(QtCore.QAbstractTableModel):
+    """A flat table over ``self._rows`` with the column titles in ``COLUMNS``."""
+
+    COLUMNS: Tuple[str, ...] = ()
+    _rows: List[Any]
+
+    def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
+        """Number of rows."""
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
+        """Number of columns."""
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
+        """Column titles."""
+        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+
 # ---------------------------------------------------------------------------- servers
 @dataclass
 class ServerEntry:
@@ -135,7 +156,7 @@ class ServerEntry:
     gone_since: Optional[float] = None
 
 
-class ServerListModel(QtCore.QAbstractTableModel):
+class ServerListModel(RowTableModel):
     """The live servers: registry entries and endpoints added by hand, one row each."""
 
     COLUMNS = ("Name", "Class", "Endpoint", "Host", "PID", "State")
@@ -145,20 +166,6 @@ class ServerListModel(QtCore.QAbstractTableModel):
         self._rows: List[ServerEntry] = []
 
     # -- queries
-    def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of servers."""
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of columns."""
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
-        """Column titles."""
-        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
-            return self.COLUMNS[section]
-        return None
-
     def data(self, index: QtCore.QModelIndex, role: int = Qt.DisplayRole) -> Any:
         """Cell text, state icon, tooltip and grey text for servers not online."""
         if not index.isValid():
@@ -263,7 +270,7 @@ class AttributeRow:
     changed_at: float = field(default_factory=lambda: 0.0)
 
 
-class AttributeModel(QtCore.QAbstractTableModel):
+class AttributeModel(RowTableModel):
     """Attributes of the selected server: name, value, type, writable, watch (plot) checkbox.
 
     Editing a writable value emits ``edit_requested(name, value)``; the value shown
@@ -283,14 +290,6 @@ class AttributeModel(QtCore.QAbstractTableModel):
     def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)
         self._rows: List[AttributeRow] = []
-
-    def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of attributes."""
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of columns."""
-        return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
         """Column titles and tooltips."""
@@ -464,7 +463,7 @@ def _plain_annotations(signature: str) -> str:
     return re.sub(r"(:\s|->\s)'([^']*)'", r"\1\2", signature)
 
 
-class MethodModel(QtCore.QAbstractTableModel):
+class MethodModel(RowTableModel):
     """Methods of the selected server: name, signature, first line of the docstring."""
 
     COLUMNS = ("Method", "Signature", "Description")
@@ -472,20 +471,6 @@ class MethodModel(QtCore.QAbstractTableModel):
     def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)
         self._rows: List[Tuple[str, str, str]] = []
-
-    def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of methods."""
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of columns."""
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
-        """Column titles."""
-        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
-            return self.COLUMNS[section]
-        return None
 
     def data(self, index: QtCore.QModelIndex, role: int = Qt.DisplayRole) -> Any:
         """Name, signature and description; the tooltip says how to call."""

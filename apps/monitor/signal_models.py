@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Tuple
 
 from qtpy import QtCore, QtGui
 
-from .models import TOOLTIP_CHARS, _checked, format_value
+from .models import TOOLTIP_CHARS, RowTableModel, _checked, format_value
 
 Qt = QtCore.Qt
 
@@ -32,7 +32,7 @@ class SignalRow:
     rate: float = 0.0
 
 
-class SignalModel(QtCore.QAbstractTableModel):
+class SignalModel(RowTableModel):
     """Signals of the selected server: subscribe checkbox, count, rate, last arguments."""
 
     COLUMNS = ("Signal", "Count", "Rate", "Last at", "Last arguments")
@@ -44,14 +44,6 @@ class SignalModel(QtCore.QAbstractTableModel):
     def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)
         self._rows: List[SignalRow] = []
-
-    def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of signals."""
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of columns."""
-        return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
         """Column titles."""
@@ -147,7 +139,7 @@ class SignalModel(QtCore.QAbstractTableModel):
                 self.dataChanged.emit(self.index(i, self.COUNT), self.index(i, len(self.COLUMNS) - 1))
 
 
-class SignalLogModel(QtCore.QAbstractTableModel):
+class SignalLogModel(RowTableModel):
     """A time-stamped log of received emissions, newest last, at most ``limit`` rows."""
 
     COLUMNS = ("Time", "Server", "Signal", "Arguments")
@@ -156,20 +148,6 @@ class SignalLogModel(QtCore.QAbstractTableModel):
         super().__init__(parent)
         self.limit = limit
         self._rows: List[Tuple[float, str, str, str]] = []
-
-    def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of log lines."""
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        """Number of columns."""
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
-        """Column titles."""
-        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
-            return self.COLUMNS[section]
-        return None
 
     def data(self, index: QtCore.QModelIndex, role: int = Qt.DisplayRole) -> Any:
         """Time (ms), server, signal and the arguments' text."""
