@@ -14,17 +14,20 @@ Thread affinity: the functions run on the thread that owns the socket.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import zmq
 
-__all__ = ["send_frames", "recv_frames", "readable", "close_owned", "ZERO_COPY"]
+from .errors import ProtocolError
+from .protocol import COMPACT, unpack_compact
+
+__all__ = ["send_frames", "recv_frames", "recv_routed", "recv_reply", "readable", "close_owned",
+           "ZERO_COPY"]
 
 #: Frames at least this large are sent and (past the protocol frames) received without copying.
 ZERO_COPY = 64 * 1024
 
 _SNDMORE = int(zmq.SNDMORE)
-_RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
@@ -61,16 +64,58 @@ def recv_frames(sock: zmq.Socket, flags: int = 0, copied: int = 6) -> List[Any]:
 
     The first ``copied`` frames are bytes; later frames are bytes when small and
     read-only memoryviews of the received ZMQ message when large (no copy).
+    Each frame is received as a ``zmq.Frame``, whose ``more`` flag libzmq sets
+    in compiled code: asking the socket for ``RCVMORE`` costs several times a
+    receive in pyzmq.
     """
-    flags = int(flags)
-    frames: List[Any] = [_recv(sock, flags)]
-    while _get(sock, _RCVMORE):
-        if len(frames) < copied:
-            frames.append(_recv(sock, flags))
-        else:
-            frame = _recv(sock, flags, False)
-            frames.append(frame.buffer if len(frame) >= ZERO_COPY else frame.bytes)
+    frame = _recv(sock, int(flags), False)
+    frames: List[Any] = [frame.bytes]
+    if frame.more:
+        _recv_rest(sock, frames, copied)
     return frames
+
+
+def recv_routed(sock: zmq.Socket, flags: int = 0) -> List[Any]:
+    """Receive one message on a ROUTER: the routing id, then the message's frames.
+
+    A ROUTER always follows the routing id with the peer's frames, so only the
+    later frames need their ``more`` flag.
+    """
+    frames: List[Any] = [_recv(sock, int(flags))]
+    return _recv_rest(sock, frames, 7)
+
+
+def _recv_rest(sock: zmq.Socket, frames: List[Any], copied: int) -> List[Any]:
+    """Append the remaining frames of a message (ZMQ delivers them all at once)."""
+    while True:
+        frame = _recv(sock, 0, False)
+        if len(frames) < copied or len(frame) < ZERO_COPY:
+            frames.append(frame.bytes)
+        else:
+            frames.append(frame.buffer)
+        if not frame.more:
+            return frames
+
+
+def recv_reply(sock: zmq.Socket) -> Optional[List[Any]]:
+    """Receive one reply on a request DEALER (blocking, bounded by its ``RCVTIMEO``).
+
+    Returns the protocol frames of a standard reply (those after the empty
+    delimiter) or of a compact one, or None for anything else (consumed).
+    """
+    frame = _recv(sock, 0, False)
+    if not frame.more:
+        data = frame.bytes
+        if data[:4] == COMPACT:
+            try:
+                return unpack_compact(data)
+            except ProtocolError:
+                return None
+        return None
+    if len(frame) == 0:
+        return _recv_rest(sock, [], 5)
+    _recv_rest(sock, [], 0)  # not a reply of ours: drop the rest of it
+    return None
 
 
 def readable(sock: zmq.Socket) -> bool:

@@ -27,7 +27,7 @@ import zmq
 
 from . import config, iothread
 from .delivery import Target, current_target, dispatcher, held_schedules, report_exception
-from ._frames import close_owned, recv_frames, send_frames
+from ._frames import close_owned, recv_frames, recv_reply, send_frames
 from .errors import PizcoError, ProtocolError, RemoteTimeout
 from .protocol import (ACK_PREFIX, CAPABILITIES, FUTURE_TOPIC, HEARTBEAT_TOPIC, Envelope, Protocol,  # noqa: F401
                        _id_prefix, header, new_msgid)
@@ -61,6 +61,9 @@ class _Channel:
 
     __slots__ = ("sock", "lock", "endpoint", "closed", "timeout_ms", "__weakref__")
 
+    #: Whether ``roundtrip`` takes a compact frame too.
+    compact = True
+
     def __init__(self, endpoint: str) -> None:
         sock = iothread.context().socket(zmq.DEALER)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not there
@@ -72,7 +75,8 @@ class _Channel:
         self.closed = False
         self.timeout_ms = -1
 
-    def roundtrip(self, frames: List[Any], msgid: bytes, timeout: float, action: str) -> List[Any]:
+    def roundtrip(self, frames: "List[Any] | bytes", msgid: bytes, timeout: float, action: str) -> List[Any]:
+        """Send a request (its five frames, or one compact frame) and return its reply's frames."""
         sock = self.sock
         with self.lock:
             if self.closed:
@@ -84,16 +88,19 @@ class _Channel:
                 self.timeout_ms = ms
             deadline = time.monotonic() + timeout
             try:
-                send_frames(sock, [b""] + frames)
+                if type(frames) is bytes:
+                    send_frames(sock, (frames,))
+                else:
+                    send_frames(sock, [b""] + frames)
             except zmq.Again:
                 raise RemoteTimeout(action, self.endpoint, timeout) from None
             while True:
                 try:
-                    reply = recv_frames(sock)
+                    reply = recv_reply(sock)
                 except zmq.Again:
                     raise RemoteTimeout(action, self.endpoint, timeout) from None
-                if len(reply) >= 5 and reply[0] == b"" and reply[4] == msgid:
-                    return reply[1:]
+                if reply is not None and len(reply) >= 4 and reply[3] == msgid:
+                    return reply
                 # a late reply to an earlier call that timed out: drop it
                 logger.debug("dropping a stale reply from %s", self.endpoint)
                 remaining = deadline - time.monotonic()
@@ -247,12 +254,21 @@ class Agent(Serving):
         return ch
 
     def request_frames(self, endpoint: str, content: Any, timeout: Optional[float] = None,
-                       action: str = "request", serializer: Optional[str] = None) -> List[bytes]:
-        """Send a request and return the raw (checked, not decoded) reply frames."""
+                       action: str = "request", serializer: Optional[str] = None,
+                       compact: bool = False) -> List[bytes]:
+        """Send a request and return the raw (not yet checked nor decoded) reply frames.
+
+        ``compact=True`` (only for servers that advertise the ``compact``
+        capability) sends a small request as one compact frame.
+        """
         timeout = config.timeout() if timeout is None else timeout
         msgid = new_msgid()
-        frames = self.protocol.encode(self.sender, "", content, msgid, serializer)
-        return self._channel(endpoint).roundtrip(frames, frames[3], timeout, action)
+        ch = self._channel(endpoint)
+        if compact and ch.compact:
+            frames = self.protocol.encode_compact(self.sender, "", content, msgid, serializer)
+        else:
+            frames = self.protocol.encode(self.sender, "", content, msgid, serializer)
+        return ch.roundtrip(frames, msgid.encode("utf-8"), timeout, action)
 
     def request(self, recipient: str, content: Any, timeout: Optional[float] = None) -> Any:
         """Send ``content`` to the agent at ``recipient`` and return its reply content.

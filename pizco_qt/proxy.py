@@ -106,8 +106,6 @@ class _ProxyCore(Liveness):
             self.agent.stop()
             raise
         self.apply_info(info)
-        ser = self.agent.protocol.serializer
-        self.req_serializer = OOB if ("oob" in self.caps and ser == "pickle") else ser
         try:
             self.agent._io.call(self._subscribe_internal, timeout=self.timeout)
             if "ack" in self.caps:
@@ -120,6 +118,13 @@ class _ProxyCore(Liveness):
             raise
         if self.tracking:
             self._start_probing()
+
+    def apply_info(self, info: Dict[str, Any]) -> None:
+        """Take in the server's 'info': endpoints, heartbeat and what the requests may use."""
+        super().apply_info(info)
+        ser = self.agent.protocol.serializer
+        self.req_serializer = OOB if ("oob" in self.caps and ser == "pickle") else ser
+        self.compact = "compact" in self.caps
 
     # ---------------------------------------------------------------- futures
     def _on_future_frames(self, env: Envelope, frames: List[bytes]) -> None:
@@ -213,7 +218,7 @@ class _ProxyCore(Liveness):
             return self.interpret(local.handle_inline(content, new_msgid(), self.agent.protocol.serializer))
         try:
             frames = self.agent.request_frames(self.endpoint, content, self.timeout if timeout is None else timeout,
-                                               action, self.req_serializer)
+                                               action, self.req_serializer, self.compact)
         except RemoteTimeout:
             if not self.tracking:
                 self.agent._io.submit(lambda: (self._set_alive(False), self._start_probing()))
@@ -376,6 +381,23 @@ def _raise_from_reply(value: Any, endpoint: str) -> None:
     raise_remote(exc, tb)
 
 
+_getattribute = object.__getattribute__
+
+
+def _remote(core: _ProxyCore, name: str) -> Any:
+    """``proxy.name``: a RemoteAttribute for methods and signals, else the value read from the server."""
+    attr = core.attr_cache.get(name)
+    if attr is not None:
+        return attr
+    if name in core.remote_names:
+        attr = core.attr_cache[name] = RemoteAttribute(name, core)
+        return attr
+    value = core.call("get", {"name": name, "force_as_object": name in core.object_names})
+    if value is _REMOTE:
+        return RemoteAttribute(name, core)
+    return value
+
+
 class RemoteAttribute:
     """A remote method, signal, dict or other object reached through a proxy.
 
@@ -463,7 +485,7 @@ class _ClassOnly:
     def __get__(self, obj: Any, cls: type) -> Any:
         if obj is None:
             return self.func.__get__(cls, type(cls))
-        return obj.__getattr__(self.name)
+        return _remote(obj.__dict__["_proxy_core"], self.name)
 
 
 class Proxy:
@@ -571,17 +593,7 @@ class Proxy:
     def __getattr__(self, name: str) -> Any:
         if _is_local_name(name):
             raise AttributeError(name)
-        core: _ProxyCore = self.__dict__["_proxy_core"]
-        attr = core.attr_cache.get(name)
-        if attr is not None:
-            return attr
-        if name in core.remote_names:
-            attr = core.attr_cache[name] = RemoteAttribute(name, core)
-            return attr
-        value = core.call("get", {"name": name, "force_as_object": name in core.object_names})
-        if value is _REMOTE:
-            return RemoteAttribute(name, core)
-        return value
+        return _remote(self.__dict__["_proxy_core"], name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_proxy_"):

@@ -260,6 +260,9 @@ class CurveChannel:
 
     __slots__ = ("sock", "mon", "lock", "endpoint", "closed", "__weakref__")
 
+    #: Requests always travel as the five standard frames.
+    compact = False
+
     def __init__(self, endpoint: str, curve: CurveConfig, context: Any) -> None:
         import zmq
 

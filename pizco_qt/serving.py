@@ -20,10 +20,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import zmq
 
 from . import config, iothread
-from ._frames import readable, recv_frames, send_frames
+from ._frames import readable, recv_routed, send_frames
 from .delivery import report_exception
 from .errors import PizcoError, ProtocolError
-from .protocol import ACK_PREFIX, HEARTBEAT_TOPIC, Envelope, _id_prefix, header, new_msgid
+from .protocol import ACK_PREFIX, COMPACT, HEARTBEAT_TOPIC, Envelope, _id_prefix, header, new_msgid, unpack_compact
 from .security import check_bind_allowed, register_curve_server
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Serving:
                         continue
                     for _ in range(256):
                         try:
-                            frames = recv_frames(router, zmq.NOBLOCK, 7)
+                            frames = recv_routed(router, zmq.NOBLOCK)
                         except zmq.Again:
                             break
                         self._handle_raw_request(router, frames)
@@ -201,7 +201,7 @@ class Serving:
         wake_id = self._wake_id
         while self._worker_running:
             try:
-                frames = recv_frames(router, 0, 7)
+                frames = recv_routed(router)
             except zmq.Again:
                 frames = None
             except zmq.ZMQError:
@@ -233,23 +233,33 @@ class Serving:
             except (BlockingIOError, OSError):
                 pass
 
-    def _handle_raw_request(self, router: zmq.Socket, frames: List[bytes]) -> None:
-        try:
-            split = frames.index(b"")
-        except ValueError:
-            logger.warning("dropping a request without an envelope delimiter (%d frames)", len(frames))
-            return
-        route, body = frames[: split + 1], frames[split + 1:]
+    def _handle_raw_request(self, router: zmq.Socket, frames: List[Any]) -> None:
+        if len(frames) == 2 and frames[1][:4] == COMPACT:  # one compact frame from a pizco_qt DEALER
+            route = frames[:1]
+            try:
+                body = unpack_compact(frames[1])
+            except ProtocolError as exc:
+                self._reject(router, route + [b""], [], exc)
+                return
+            compact = True
+        else:
+            try:
+                split = frames.index(b"")
+            except ValueError:
+                logger.warning("dropping a request without an envelope delimiter (%d frames)", len(frames))
+                return
+            route, body = frames[: split + 1], frames[split + 1:]
+            compact = False
         protocol = self.protocol
         try:
             env = protocol.check(body)
         except ProtocolError as exc:
-            self._reject(router, route, body, exc)
+            self._reject(router, route + [b""] if compact else route, body, exc)
             return
         try:
             content = protocol.loads(env.serializer, body[2], body[5:])
         except ProtocolError as exc:
-            self._reject(router, route, body, exc, env)
+            self._reject(router, route + [b""] if compact else route, body, exc, env)
             return
         self._worker_busy = True
         try:
@@ -259,24 +269,33 @@ class Serving:
             self._worker_busy = False
             return
         self._worker_busy = False
-        self._send_reply(router, route, env, reply)
+        self._send_reply(router, route, env, reply, compact)
 
     def _serve_request(self, env: Envelope, content: Any) -> Any:
         """Produce the reply content (overridden by Server to add thread affinity)."""
         return self.on_request(env.sender, env.topic, content, env.msgid)
 
-    def _send_reply(self, router: zmq.Socket, route: List[bytes], env: Envelope, reply: Any) -> None:
+    def _send_reply(self, router: zmq.Socket, route: List[bytes], env: Envelope, reply: Any,
+                    compact: bool = False) -> None:
+        """Send the reply: compact to a compact request when it fits one frame, else the five frames.
+
+        ``route`` is the request's routing frames: with its empty delimiter for a
+        standard request, without one for a compact request.
+        """
         ser = env.serializer
+        encode = self.protocol.encode_compact if compact else self.protocol.encode
         try:
-            frames = self.protocol.encode(self.sender, env.topic, reply, env.msgid, ser)
+            frames = encode(self.sender, env.topic, reply, env.msgid, ser)
         except Exception as exc:  # an unserializable return value
             logger.warning("cannot serialize the reply to %s: %s", env.msgid, exc)
             reply = self._serialization_failure(reply, exc)
             try:
-                frames = self.protocol.encode(self.sender, env.topic, reply, env.msgid, ser)
+                frames = encode(self.sender, env.topic, reply, env.msgid, ser)
             except Exception:  # the serializer itself is unusable: no reply possible
                 logger.warning("cannot answer %s with serializer %r", env.msgid, ser)
                 return
+        if compact:
+            frames = [frames] if type(frames) is bytes else [b""] + frames
         try:
             send_frames(router, route + frames)
         except zmq.ZMQError as exc:
