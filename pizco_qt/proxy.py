@@ -225,7 +225,10 @@ class _ProxyCore(Liveness):
             raise
         if not self.alive:
             self.agent._io.submit(lambda: self._set_alive(True))
-        return self.interpret(self.decode(frames))
+        content = self.decode(frames)
+        if type(content) is tuple and len(content) == 3 and content[1] == "return" and content[0] == "PSMessage":
+            return content[2]  # the common reply, without interpret()'s other cases
+        return self.interpret(content)
 
     def _start_probing(self) -> None:
         if not self.checking:
@@ -590,10 +593,16 @@ class Proxy:
         return cls(entry["rep_endpoint"], **kwargs)
 
     # -- the served object's surface -----------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        if _is_local_name(name):
-            raise AttributeError(name)
-        return _remote(self.__dict__["_proxy_core"], name)
+    def __getattribute__(self, name: str) -> Any:
+        # Public names are the served object's, reached without the failed normal
+        # lookup (and its AttributeError) that a __getattr__ fallback costs.
+        if name[:1] == "_":
+            try:
+                return _getattribute(self, name)
+            except AttributeError:
+                if _is_local_name(name):
+                    raise
+        return _remote(_getattribute(self, "__dict__")["_proxy_core"], name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_proxy_"):
