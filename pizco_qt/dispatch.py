@@ -192,7 +192,9 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         if action == "exec":
             attr = getattr(obj, options["name"])
             method = options.get("method", "__call__")
-            ret = getattr(attr, method)(*(options.get("args") or ()), **(options.get("kwargs") or {}))
+            if method != "__call__" or type(attr) is not types.MethodType:
+                attr = getattr(attr, method)  # a bound method is called as its own __call__ would be
+            ret = attr(*(options.get("args") or ()), **(options.get("kwargs") or {}))
         elif action == "getattr":
             ret = getattr(obj, options["name"])
         elif action == "setattr":
