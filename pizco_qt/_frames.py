@@ -21,8 +21,8 @@ import zmq
 from .errors import ProtocolError
 from .protocol import COMPACT, unpack_compact
 
-__all__ = ["send_frames", "recv_frames", "recv_routed", "recv_reply", "readable", "close_owned",
-           "ZERO_COPY"]
+__all__ = ["send_frames", "send_one", "send_routed", "recv_frames", "recv_routed", "recv_reply", "readable",
+           "close_owned", "ZERO_COPY"]
 
 #: Frames at least this large are sent and (past the protocol frames) received without copying.
 ZERO_COPY = 64 * 1024
@@ -57,6 +57,17 @@ def send_frames(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None
             _send(sock, frame, more if i < last else flags)
         else:
             _send(sock, frame, more if i < last else flags, False)
+
+
+def send_routed(sock: zmq.Socket, route: bytes, frame: bytes) -> None:
+    """Send one frame behind its routing id on a ROUTER (a compact reply)."""
+    _send(sock, route, _SNDMORE)
+    _send(sock, frame, 0)
+
+
+def send_one(sock: zmq.Socket, frame: bytes) -> None:
+    """Send a one-frame message (a compact request); zmq.Again as ``send_frames``."""
+    _send(sock, frame, 0)
 
 
 def recv_frames(sock: zmq.Socket, flags: int = 0, copied: int = 6) -> List[Any]:

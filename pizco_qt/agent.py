@@ -27,7 +27,7 @@ import zmq
 
 from . import config, iothread
 from .delivery import Target, current_target, dispatcher, held_schedules, report_exception
-from ._frames import close_owned, recv_frames, recv_reply, send_frames
+from ._frames import close_owned, recv_frames, recv_reply, send_frames, send_one
 from .errors import PizcoError, ProtocolError, RemoteTimeout
 from .protocol import (ACK_PREFIX, CAPABILITIES, FUTURE_TOPIC, HEARTBEAT_TOPIC, Envelope, Protocol,  # noqa: F401
                        _id_prefix, header, new_msgid)
@@ -89,7 +89,7 @@ class _Channel:
             deadline = time.monotonic() + timeout
             try:
                 if type(frames) is bytes:
-                    send_frames(sock, (frames,))
+                    send_one(sock, frames)
                 else:
                     send_frames(sock, [b""] + frames)
             except zmq.Again:

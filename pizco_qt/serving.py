@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import zmq
 
 from . import config, iothread
-from ._frames import readable, recv_routed, send_frames
+from ._frames import readable, recv_routed, send_frames, send_routed
 from .delivery import report_exception
 from .errors import PizcoError, ProtocolError
 from .protocol import ACK_PREFIX, COMPACT, HEARTBEAT_TOPIC, Envelope, _id_prefix, header, new_msgid, unpack_compact
@@ -294,10 +294,13 @@ class Serving:
             except Exception:  # the serializer itself is unusable: no reply possible
                 logger.warning("cannot answer %s with serializer %r", env.msgid, ser)
                 return
-        if compact:
-            frames = [frames] if type(frames) is bytes else [b""] + frames
         try:
-            send_frames(router, route + frames)
+            if not compact:
+                send_frames(router, route + frames)
+            elif type(frames) is bytes:
+                send_routed(router, route[0], frames)
+            else:
+                send_frames(router, route + [b""] + frames)
         except zmq.ZMQError as exc:
             logger.warning("cannot send the reply to %s: %s", env.msgid, exc)
 

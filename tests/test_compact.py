@@ -30,6 +30,7 @@ def wire(monkeypatch):
     routes = set()
     handle = serving.Serving._handle_raw_request
     send = serving.send_frames
+    send_routed = serving.send_routed
 
     def spy_handle(self, router, frames):
         routes.add(frames[0])
@@ -41,8 +42,14 @@ def wire(monkeypatch):
             seen["replies"].append(list(frames))
         send(sock, frames, flags)
 
+    def spy_send_routed(sock, route, frame):
+        if route in routes:
+            seen["replies"].append([route, frame])
+        send_routed(sock, route, frame)
+
     monkeypatch.setattr(serving.Serving, "_handle_raw_request", spy_handle)
     monkeypatch.setattr(serving, "send_frames", spy_send)
+    monkeypatch.setattr(serving, "send_routed", spy_send_routed)
     return seen
 
 
