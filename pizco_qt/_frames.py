@@ -28,6 +28,7 @@ __all__ = ["send_frames", "send_one", "send_routed", "recv_frames", "recv_routed
 ZERO_COPY = 64 * 1024
 
 _SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
@@ -112,18 +113,20 @@ def recv_reply(sock: zmq.Socket) -> Optional[List[Any]]:
     """Receive one reply on a request DEALER (blocking, bounded by its ``RCVTIMEO``).
 
     Returns the protocol frames of a standard reply (those after the empty
-    delimiter) or of a compact one, or None for anything else (consumed).
+    delimiter) or of a compact one, or None for anything else (consumed). A
+    compact reply is one frame by construction, so its ``more`` flag is not
+    read; were a peer to send more, the leftover frames would arrive as a
+    reply of their own and be dropped like any stale reply.
     """
-    frame = _recv(sock, 0, False)
-    if not frame.more:
-        data = frame.bytes
-        if data[:4] == COMPACT:
-            try:
-                return unpack_compact(data)
-            except ProtocolError:
-                return None
+    data = _recv(sock, 0)
+    if data[:4] == COMPACT:
+        try:
+            return unpack_compact(data)
+        except ProtocolError:
+            return None
+    if not _get(sock, _RCVMORE):
         return None
-    if len(frame) == 0:
+    if not data:
         return _recv_rest(sock, [], 5)
     _recv_rest(sock, [], 0)  # not a reply of ours: drop the rest of it
     return None

@@ -198,8 +198,15 @@ class _BytesInBand(pickle.Unpickler):
         raise pickle.UnpicklingError("unsupported persistent id")
 
 
+#: Types that never pickle out of band (a reply holding one needs no buffer callback).
+_NO_BUFFERS = frozenset({int, float, complex, bool, str, type(None)})
+
+
 def _dumps_oob(content: Any) -> "tuple[bytes, Optional[list]]":
     """Pickle ``content`` with protocol 5: the payload and its out-of-band buffers (None if none)."""
+    if type(content) is tuple and len(content) == 3 and type(content[2]) in _NO_BUFFERS \
+            and content[0] == "PSMessage" and type(content[1]) is str:
+        return pickle.dumps(content, 5), None  # a reply of a plain value: the same bytes, sooner
     found: list = []
     payload = pickle.dumps(content, 5, buffer_callback=found.append)
     if len(payload) >= OOB_BYTES and _has_large_bytes(content):

@@ -248,3 +248,50 @@ def test_bad_compact_requests_are_answered_and_never_loaded(served):
     assert "truncated compact frame" in errors[1]
     assert loaded == []
     assert proxy.echo("still serving") == "still serving"
+
+
+def test_a_proxy_drops_frames_that_trail_a_compact_reply(closing):
+    """A server that sends more after a compact reply: the call gets its reply, the next call skips the rest."""
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub_port = pub.bind_to_random_port("tcp://127.0.0.1")
+    endpoint = f"tcp://127.0.0.1:{port}"
+    p = Protocol()
+    stopping = threading.Event()
+
+    def serve():
+        while not stopping.is_set():
+            if not router.poll(50):
+                continue
+            frames = router.recv_multipart()
+            compact = len(frames) == 2
+            body = unpack_compact(frames[1]) if compact else frames[2:]
+            msg = p.decode(body)
+            if msg.content == "info":
+                answer = {"rep_endpoint": endpoint, "pub_endpoint": f"tcp://127.0.0.1:{pub_port}",
+                          "capabilities": ["compact"]}
+            elif msg.content[1] == "inspect":
+                answer = ("PSMessage", "return", ({"echo"}, set()))
+            else:
+                answer = ("PSMessage", "return", msg.content[2]["args"][0])
+            if compact:
+                reply = p.encode_compact(endpoint, "", answer, msg.msgid, msg.serializer)
+                router.send_multipart([frames[0], reply, b"trailing", b"frames"])
+            else:
+                router.send_multipart(frames[:2] + p.encode(endpoint, "", answer, msg.msgid, msg.serializer))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        proxy = closing(Proxy(endpoint, timeout=5))
+        assert proxy._proxy_core.compact
+        assert [proxy.echo(i) for i in range(5)] == [0, 1, 2, 3, 4]
+    finally:
+        stopping.set()
+        thread.join(5)
+        router.close(0)
+        pub.close(0)
