@@ -176,6 +176,7 @@ class Agent(Serving):
         self._zap_domain: Optional[str] = None
         self._stopped = False
         self._stop_lock = threading.Lock()
+        self._stopper: Optional[threading.Thread] = None
         self._local = threading.local()
         self._channels: "weakref.WeakSet[_Channel]" = weakref.WeakSet()
         self._all_channels: List["weakref.ref[_Channel]"] = []
@@ -227,7 +228,11 @@ class Agent(Serving):
                 "capabilities": list(CAPABILITIES), "heartbeat": config.heartbeat(), "pid": os.getpid()}
 
     def _stop_from_worker(self) -> None:
-        threading.Thread(target=self.stop, name="pizco-stopper", daemon=True).start()
+        # stop() joins the worker, so it runs in a thread of its own; a later
+        # stop() from elsewhere waits for this one to end
+        stopper = threading.Thread(target=self.stop, name="pizco-stopper", daemon=True)
+        self._stopper = stopper
+        stopper.start()
 
     def on_notification(self, sender: str, topic: str, content: Any, msgid: str) -> None:
         """Called for notifications of subscriptions made without a callback."""
@@ -497,11 +502,18 @@ class Agent(Serving):
         return self._stopped
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving and close every socket (idempotent; returns within ``timeout``)."""
+        """Stop serving and close every socket (idempotent; returns within ``timeout``).
+
+        If a remote 'stop' request is being carried out, this waits for it to end.
+        """
         with self._stop_lock:
-            if self._stopped:
-                return
+            already = self._stopped
             self._stopped = True
+        if already:
+            stopper = self._stopper
+            if stopper is not None and stopper is not threading.current_thread():
+                stopper.join(timeout)
+            return
         deadline = time.monotonic() + timeout
         self._before_stop()
         io = self._io

@@ -212,12 +212,19 @@ def _watch_stdin(control: _StopControl) -> None:
     threading.Thread(target=run, name="pizco-stdin-watch", daemon=True).start()
 
 
-def _watch_server(server: Any, control: _StopControl) -> None:
+def _watch_server(server: Any, control: _StopControl) -> threading.Thread:
+    # The thread holds the server's stop event, never the server: a daemon thread
+    # that drops the last reference to Qt objects while the interpreter exits
+    # aborts the process.
+    done = server._done
+
     def run() -> None:
-        server.serve_forever()
+        done.wait()
         control.request("server stopped")
 
-    threading.Thread(target=run, name="pizco-server-watch", daemon=True).start()
+    watcher = threading.Thread(target=run, name="pizco-server-watch", daemon=True)
+    watcher.start()
+    return watcher
 
 
 # ------------------------------------------------------------------ serving
@@ -299,6 +306,7 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
         return _fail(str(exc))
     what = type(obj).__name__ if obj is not None else "an empty server"
     window = None
+    watcher = None
     try:
         if ns.gui:
             from .apps.status import StatusWindow
@@ -311,7 +319,7 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
             sys.stdout.write(READY_FORMAT.format(rep=server.rep_endpoint, pub=server.pub_endpoint) + "\n")
             sys.stdout.flush()
 
-        _watch_server(server, control)
+        watcher = _watch_server(server, control)
         if app is not None:
             # ready only once the event loop runs: a served QObject is then called in its thread
             _qt_loop(app, control, window, announce)
@@ -322,7 +330,9 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
     finally:
         if window is not None:
             window.close()
-        server.stop()
+        server.stop()  # also waits for a remote 'stop' being carried out
+        if watcher is not None:
+            watcher.join(5)
     return 0
 
 

@@ -8,7 +8,12 @@ no QTimer), so it works with no Q(Core)Application at all. It moves bytes and
 checks envelopes; it never deserializes content and never runs user code.
 
 It starts with the first agent and stops with the last; an exit hook stops it
-with bounded linger.
+with bounded linger. A stopped thread's Python object is kept here until a new
+I/O thread starts and nothing else refers to it: stopped agents still point at
+it, and if one of them were freed by a daemon thread while the interpreter
+shuts down, freeing the QThread there would abort the process (the binding
+drops the GIL to delete the C++ object, and a daemon thread that asks for it
+back during finalization is unwound through C++ code, which terminates).
 
 Thread affinity: ``submit``/``call``/``call_later`` from any thread; handlers and
 commands run on the I/O thread.
@@ -22,6 +27,7 @@ import heapq
 import itertools
 import logging
 import socket
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
@@ -215,6 +221,8 @@ class IOThread(QThread):
 _io: Optional[IOThread] = None
 _users = 0
 _lock = threading.RLock()
+#: Stopped I/O threads, freed only here (see the module docstring).
+_retired: "list[IOThread]" = []
 
 
 def io_thread() -> IOThread:
@@ -230,6 +238,7 @@ def acquire() -> IOThread:
     global _io, _users
     with _lock:
         if _io is None:
+            _prune_retired()
             io = IOThread()
             io.start()
             if not io._started.wait(10):
@@ -248,7 +257,16 @@ def release() -> None:
             return
         io, _io = _io, None
         _users = 0
+        _retired.append(io)
     io.stop()
+
+
+def _prune_retired() -> None:
+    """Free the stopped threads no agent refers to any more (caller holds ``_lock``)."""
+    for i in range(len(_retired) - 1, -1, -1):
+        # 2 references: the list's and getrefcount's argument
+        if _retired[i].isFinished() and sys.getrefcount(_retired[i]) <= 2:
+            del _retired[i]
 
 
 @atexit.register
@@ -257,6 +275,8 @@ def _at_exit() -> None:
     with _lock:
         io, _io = _io, None
         _users = 0
+        if io is not None:
+            _retired.append(io)
     if io is not None:
         io.stop(2.0)
     ctx = _ctx

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 def test_help_exits_0_and_starts_nothing(spawn):
     child = spawn(server_argv("--help"))
-    assert child.wait(30) == 0
+    assert child.wait(30) == 0, child.describe()
     out = "\n".join(child.stdout)
     assert out.startswith("usage: pizco-server")
     for option in ("--serve", "--args", "--kwargs", "--path", "--gui", "--verbose", "--name", "--allow-insecure"):
@@ -27,7 +27,7 @@ def test_console_script_answers_help(spawn):
     script = os.path.join(os.path.dirname(sys.executable), "pizco-server")
     assert os.path.exists(script), "pizco-server is not installed next to this Python"
     child = spawn([script, "--help"])
-    assert child.wait(30) == 0
+    assert child.wait(30) == 0, child.describe()
     assert child.stdout[0].startswith("usage: pizco-server")
 
 
@@ -42,7 +42,7 @@ def test_console_script_answers_help(spawn):
 ])
 def test_bad_arguments_exit_2_with_usage(spawn, args, message):
     child = spawn(server_argv(*args))
-    assert child.wait(30) == 2
+    assert child.wait(30) == 2, child.describe()
     err = "\n".join(child.stderr)
     assert err.startswith("usage: pizco-server"), err
     assert message in err
@@ -97,7 +97,7 @@ def test_separate_pub_endpoint_and_verbose_logging(spawn):
     finally:
         proxy._proxy_stop_me()
     child.signal(signal.SIGTERM)
-    assert child.wait(5) == 0
+    assert child.wait(5) == 0, child.describe()
     err = "\n".join(child.stderr)
     assert "INFO" in err and "serving Counter at " + rep in err
     assert "stopping: SIGTERM" in err
@@ -115,7 +115,7 @@ def test_empty_server_then_instantiate(spawn):
     finally:
         proxy._proxy_stop_me()
     child.signal(signal.SIGTERM)
-    assert child.wait(5) == 0
+    assert child.wait(5) == 0, child.describe()
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -125,7 +125,7 @@ def test_empty_server_then_instantiate(spawn):
 ])
 def test_start_failures_exit_1_with_the_reason(spawn, args, expected):
     child = spawn(server_argv("tcp://127.0.0.1:0", "-p", HERE, *args))
-    assert child.wait(30) == 1
+    assert child.wait(30) == 1, child.describe()
     err = "\n".join(child.stderr)
     assert "Traceback" in err and expected in err
     assert "pizco-server: error:" in err
@@ -137,7 +137,7 @@ def test_port_taken_exits_1_naming_the_endpoint(spawn, closing):
 
     taken = closing(Server(None)).rep_endpoint
     child = spawn(server_argv(taken, "--serve", "probes:Counter", "-p", HERE))
-    assert child.wait(30) == 1
+    assert child.wait(30) == 1, child.describe()
     err = "\n".join(child.stderr)
     assert "pizco-server: error: cannot bind " + taken in err
 
@@ -145,14 +145,14 @@ def test_port_taken_exits_1_naming_the_endpoint(spawn, closing):
 def test_non_loopback_refused_without_allow_insecure(spawn):
     child = spawn(server_argv("tcp://0.0.0.0:0", "--serve", "probes:Counter", "-p", HERE),
                   env={"PZC_KEY": "", "PZC_SER": ""})
-    assert child.wait(30) == 1
+    assert child.wait(30) == 1, child.describe()
     assert "allow_insecure" in "\n".join(child.stderr)
     child2 = spawn(server_argv("tcp://0.0.0.0:0", "--serve", "probes:Counter", "-p", HERE, "--allow-insecure"),
                    env={"PZC_KEY": "", "PZC_SER": ""})
     rep, _ = child2.ready()
     assert rep.startswith("tcp://0.0.0.0:")
     child2.signal(signal.SIGTERM)
-    assert child2.wait(5) == 0
+    assert child2.wait(5) == 0, child2.describe()
 
 
 def test_gui_opens_the_status_window(spawn, tmp_path):

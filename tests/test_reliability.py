@@ -282,6 +282,50 @@ def test_interpreter_exit_never_hangs(ending):
     assert elapsed < 10, elapsed
 
 
+def test_a_stopped_server_freed_on_a_daemon_thread_frees_no_qt_object():
+    """Stopped agents point at the I/O QThread; the package keeps that thread's Python object,
+    so freeing a stopped server on some daemon thread (possibly while the interpreter exits,
+    which aborts the process when a Qt object is freed there) never frees a Qt object."""
+    import weakref
+
+    from objects import Stage
+    from pizco_qt import Server, iothread
+
+    server = Server(Stage())
+    qthread = weakref.ref(server._io)
+    server.stop()
+    assert iothread._io is None, "another agent keeps the I/O thread running: the check would prove nothing"
+    holder = [server]
+    del server
+    dropper = threading.Thread(target=holder.clear, daemon=True)
+    dropper.start()
+    dropper.join(5)
+    assert not holder
+    assert qthread() is not None and qthread().isFinished()
+    # the next I/O thread frees it, on the thread that starts the new one
+    again = Server(Stage())
+    try:
+        assert again._io is not qthread()
+        assert wait_until(lambda: qthread() is None, timeout=5)
+    finally:
+        again.stop()
+
+
+def test_stop_waits_for_a_remote_stop_in_progress(closing):
+    """A remote 'stop' runs in a thread of its own; a later local stop() returns only once it ended,
+    so a program exiting right after holds no half-stopped server in a daemon thread."""
+    from objects import Stage
+    from pizco_qt import Server
+
+    server = Server(Stage())
+    proxy = closing(Proxy(server.rep_endpoint, timeout=5))
+    proxy._proxy_stop_server()
+    assert wait_until(lambda: server._stopper is not None, timeout=5)
+    server.stop()
+    assert not server._stopper.is_alive()
+    assert server._done.is_set()
+
+
 def test_stop_with_a_call_stuck_in_user_code_is_bounded(closing, caplog):
     """server.stop() returns within its 2 s deadline while a served method is stuck; it warns,
     the caller gets RemoteTimeout, and _proxy_stop_me() during a call in progress is prompt."""
