@@ -34,7 +34,7 @@ FLOOR = "raw_reqrep"
 
 QUICK = {"rounds": 2, "rounds_all": 1, "calls": 600, "duration": 0.4, "repeats": 4,
          "budget": 0.4, "at_least": 1, "burst": 20_000, "bursts": 1, "paced": 0.5}
-FULL = {"rounds": 4, "rounds_all": 3, "calls": 3000, "duration": 2.0, "repeats": 15,
+FULL = {"rounds": 8, "rounds_all": 3, "calls": 3000, "duration": 2.0, "repeats": 15,
         "budget": 3.0, "at_least": 3, "burst": 100_000, "bursts": 3, "paced": 2.0}
 
 #: (key, label, unit, lower_is_better)
@@ -145,7 +145,9 @@ def bench(systems: List[str], settings: Dict[str, Any], log: Any = sys.stderr) -
 
     All servers run at once; the call, thread, process and payload rows are
     measured in interleaved rounds (the best round kept per figure: these shared
-    machines are noisy), the notification and GUI rows once per system.
+    machines are noisy, and a client and its server on 2 cores flip between
+    sharing a core and waking each other across cores, which doubles a round
+    trip), the notification and GUI rows once per system.
     """
     servers: Dict[str, ServerProcess] = {}
     results: Dict[str, Dict[str, Any]] = {}
