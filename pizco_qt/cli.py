@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib
 import logging
 import os
 import select
@@ -238,19 +237,6 @@ def _configure_logging(verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def _import_class(spec: str) -> Any:
-    if ":" in spec:
-        module_name, qualname = spec.split(":", 1)
-    else:
-        module_name, qualname = spec.rsplit(".", 1)
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise TypeError(f"{spec} is a {type(obj).__name__}, not a class")
-    return obj
-
-
 def _fail(message: str, status: int = 1) -> int:
     sys.stderr.write(f"pizco-server: error: {message}\n")
     sys.stderr.flush()
@@ -271,6 +257,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(ns: argparse.Namespace, control: _StopControl) -> int:
+    from .dispatch import import_class
     from .server import Server
 
     if ns.watch_stdin:
@@ -278,7 +265,7 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
     cls = None
     if ns.serve:
         try:
-            cls = _import_class(ns.serve)
+            cls = import_class(ns.serve)
         except KeyboardInterrupt:
             return _fail("interrupted", 130)
         except BaseException as exc:

@@ -157,11 +157,20 @@ def _raise_reply(exc: BaseException, serializer: str) -> tuple:
     return ("PSMessage", "raise", encode_exception(exc, serializer))
 
 
-def _import_class(spec: Any) -> Any:
+def import_class(spec: Any) -> Any:
+    """The class named by ``spec``: a class itself, ``'module.Class'`` or ``'module:Qual.Name'``.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` names no module or what it names cannot be called.
+    ImportError, AttributeError
+        If the module or the name in it does not exist.
+    """
     if isinstance(spec, type):
         return spec
     if not isinstance(spec, str) or "." not in spec.replace(":", "."):
-        raise TypeError(f"cannot instantiate {spec!r}: give a class or 'module.Class'")
+        raise TypeError(f"cannot use {spec!r} as a class: give a class, 'module.Class' or 'module:Class'")
     if ":" in spec:
         module_name, qualname = spec.split(":", 1)
     else:
@@ -169,6 +178,8 @@ def _import_class(spec: Any) -> Any:
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{spec} is a {type(obj).__name__}, not a class")
     return obj
 
 
@@ -211,7 +222,7 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         elif action == "instantiate":
             if obj is not None:
                 raise RuntimeError(f"this server already serves a {type(obj).__name__}")
-            cls = _import_class(options["class"])
+            cls = import_class(options["class"])
             new = cls(*(options.get("args") or ()), **(options.get("kwargs") or {}))
             server.set_served_object(new)
             return ("PSMessage", "return", None)
