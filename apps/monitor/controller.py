@@ -148,14 +148,103 @@ class _Calls(QtCore.QObject):
         return watcher
 
 
-class ServerSession(QtCore.QObject):
-    """The monitor's connection to one server: its proxy, state, and requests.
+class _Connection(QtCore.QObject):
+    """A proxy made on an executor thread, retried every few seconds until it works, closed once.
+
+    Subclasses say what to prepare on the new proxy (``_prepare``, executor thread),
+    what to do once it exists (``_on_proxy``) and how a failure shows (``_on_failed``).
 
     Thread affinity: GUI thread; the proxy is created on an executor thread.
     """
 
     #: Signal(str, str) -- new state ('connecting', 'online', 'offline') and a detail.
     state_changed = QtCore.Signal(str, str)
+
+    def __init__(self, endpoint: str, executor: concurrent.futures.Executor, timeout: float,
+                 proxy_kwargs: Optional[Dict[str, Any]], parent: Optional[QtCore.QObject]) -> None:
+        super().__init__(parent)
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.state = "connecting"
+        self._executor = executor
+        self._proxy_kwargs = dict(proxy_kwargs or {})
+        self._proxy: Optional[Proxy] = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._connecting = False
+        self._calls = _Calls(self)
+        self._retry = QtCore.QTimer(self)
+        self._retry.setSingleShot(True)
+
+    def _make_proxy(self, detail: str) -> None:
+        if self._closed or self._connecting or self._proxy is not None:
+            return
+        self._connecting = True
+        self._set_state("connecting", detail)
+
+        def make() -> Optional[Proxy]:
+            proxy = Proxy(self.endpoint, timeout=self.timeout, **self._proxy_kwargs)
+            try:
+                self._prepare(proxy)
+            except BaseException:
+                proxy._proxy_stop_me()
+                raise
+            with self._lock:
+                if not self._closed:
+                    self._proxy = proxy
+                    return proxy
+            proxy._proxy_stop_me()
+            return None
+
+        try:
+            fut = self._executor.submit(make)
+        except RuntimeError:  # executor shut down
+            return
+        self._calls.watch(fut, self._proxy_made, self._proxy_failed, None)
+
+    def _prepare(self, proxy: Proxy) -> None:
+        """Hook (executor thread): set up a new proxy before it is kept."""
+
+    def _proxy_made(self, proxy: Optional[Proxy]) -> None:
+        self._connecting = False
+        if proxy is not None and not self._closed:
+            self._on_proxy(proxy)
+
+    def _proxy_failed(self, exc: BaseException) -> None:
+        self._connecting = False
+        if self._closed:
+            return
+        self._on_failed(exc)
+        self._retry.start(int(RETRY_SECONDS * 1000))
+
+    def _on_proxy(self, proxy: Proxy) -> None:
+        raise NotImplementedError
+
+    def _on_failed(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def _set_state(self, state: str, detail: str) -> None:
+        self.state = state
+        self.state_changed.emit(state, detail)
+
+    def _close_proxy(self) -> None:
+        with self._lock:
+            self._closed = True
+            proxy, self._proxy = self._proxy, None
+        self._retry.stop()
+        if proxy is not None:
+            try:
+                proxy._proxy_stop_me()
+            except Exception:  # pragma: no cover - closing must not fail
+                logger.debug("closing the proxy to %s", self.endpoint, exc_info=True)
+
+
+class ServerSession(_Connection):
+    """The monitor's connection to one server: its proxy, state, and requests.
+
+    Thread affinity: GUI thread; the proxy is created on an executor thread.
+    """
+
     #: Signal(object) -- the server described itself: {name: {'kind', 'type', 'writable', ...}}.
     described = QtCore.Signal(object)
     #: Signal(object, float) -- attribute values {name: ('return', v) | ('raise', text)}, seconds taken.
@@ -170,25 +259,13 @@ class ServerSession(QtCore.QObject):
     def __init__(self, key: str, endpoint: str, executor: concurrent.futures.Executor,
                  timeout: float = 3.0, proxy_kwargs: Optional[Dict[str, Any]] = None,
                  parent: Optional[QtCore.QObject] = None) -> None:
-        super().__init__(parent)
+        super().__init__(endpoint, executor, timeout, proxy_kwargs, parent)
         self.key = key
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.state = "connecting"
         self.description: Optional[Dict[str, Dict[str, Any]]] = None
         self.sinks: Dict[str, SignalSink] = {}
         self.watched: set = set()
         self.label = key
-        self._executor = executor
-        self._proxy_kwargs = dict(proxy_kwargs or {})
-        self._proxy: Optional[Proxy] = None
-        self._lock = threading.Lock()
-        self._closed = False
-        self._connecting = False
         self._reading = False
-        self._calls = _Calls(self)
-        self._retry = QtCore.QTimer(self)
-        self._retry.setSingleShot(True)
         self._retry.timeout.connect(self.connect_proxy)
 
     # ------------------------------------------------------------------ connection
@@ -204,30 +281,9 @@ class ServerSession(QtCore.QObject):
 
     def connect_proxy(self) -> None:
         """Create the proxy on a worker thread (retried every few seconds until it works)."""
-        if self._closed or self._connecting or self._proxy is not None:
-            return
-        self._connecting = True
-        self._set_state("connecting", f"connecting to {self.endpoint}")
+        self._make_proxy(f"connecting to {self.endpoint}")
 
-        def make() -> Optional[Proxy]:
-            proxy = Proxy(self.endpoint, timeout=self.timeout, **self._proxy_kwargs)
-            with self._lock:
-                if not self._closed:
-                    self._proxy = proxy
-                    return proxy
-            proxy._proxy_stop_me()
-            return None
-
-        try:
-            fut = self._executor.submit(make)
-        except RuntimeError:  # executor shut down
-            return
-        self._calls.watch(fut, self._on_proxy, self._on_proxy_failed, None)
-
-    def _on_proxy(self, proxy: Optional[Proxy]) -> None:
-        self._connecting = False
-        if proxy is None or self._closed:
-            return
+    def _on_proxy(self, proxy: Proxy) -> None:
         conn = proxy._proxy_connection
         conn.lost.connect(self._on_lost)
         conn.regained.connect(self._on_regained)
@@ -237,12 +293,8 @@ class ServerSession(QtCore.QObject):
         else:
             self._set_state("offline", "not answering")
 
-    def _on_proxy_failed(self, exc: BaseException) -> None:
-        self._connecting = False
-        if self._closed:
-            return
+    def _on_failed(self, exc: BaseException) -> None:
         self._set_state("offline", describe_error(exc))
-        self._retry.start(int(RETRY_SECONDS * 1000))
 
     def _on_lost(self) -> None:
         if not self._closed:
@@ -254,10 +306,6 @@ class ServerSession(QtCore.QObject):
             self._set_state("online", "")
             self.message.emit(f"{self.label} is back online")
             self.describe()
-
-    def _set_state(self, state: str, detail: str) -> None:
-        self.state = state
-        self.state_changed.emit(state, detail)
 
     # ------------------------------------------------------------------ reading
     def describe(self) -> None:
@@ -409,19 +457,11 @@ class ServerSession(QtCore.QObject):
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
         """Stop the proxy (its subscriptions go with it); the server keeps running."""
-        with self._lock:
-            self._closed = True
-            proxy, self._proxy = self._proxy, None
-        self._retry.stop()
         self.sinks.clear()
-        if proxy is not None:
-            try:
-                proxy._proxy_stop_me()
-            except Exception:  # pragma: no cover - closing must not fail
-                logger.debug("closing the proxy to %s", self.endpoint, exc_info=True)
+        self._close_proxy()
 
 
-class RegistryClient(QtCore.QObject):
+class RegistryClient(_Connection):
     """Follows a registry: its list of servers and its added/removed signals.
 
     Thread affinity: GUI thread; the registry proxy is created and subscribed on an executor thread.
@@ -433,26 +473,12 @@ class RegistryClient(QtCore.QObject):
     added = QtCore.Signal(object)
     #: Signal(str) -- the name of a server that left.
     removed = QtCore.Signal(str)
-    #: Signal(str, str) -- 'online' / 'offline' / 'connecting' and a detail.
-    state_changed = QtCore.Signal(str, str)
 
     def __init__(self, endpoint: str, executor: concurrent.futures.Executor, timeout: float = 2.0,
                  resync_seconds: float = 5.0, proxy_kwargs: Optional[Dict[str, Any]] = None,
                  parent: Optional[QtCore.QObject] = None) -> None:
-        super().__init__(parent)
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.state = "connecting"
-        self._executor = executor
-        self._proxy_kwargs = dict(proxy_kwargs or {})
-        self._proxy: Optional[Proxy] = None
-        self._lock = threading.Lock()
-        self._closed = False
-        self._connecting = False
+        super().__init__(endpoint, executor, timeout, proxy_kwargs, parent)
         self._listing = False
-        self._calls = _Calls(self)
-        self._retry = QtCore.QTimer(self)
-        self._retry.setSingleShot(True)
         self._retry.timeout.connect(self.start)
         self._resync = QtCore.QTimer(self)
         self._resync.setInterval(int(resync_seconds * 1000))
@@ -460,37 +486,14 @@ class RegistryClient(QtCore.QObject):
 
     def start(self) -> None:
         """Connect (on a worker thread) and subscribe to the registry's signals."""
-        if self._closed or self._connecting or self._proxy is not None:
-            return
-        self._connecting = True
-        self._set_state("connecting", f"connecting to the registry at {self.endpoint}")
+        self._make_proxy(f"connecting to the registry at {self.endpoint}")
 
-        def make() -> Optional[Proxy]:
-            proxy = Proxy(self.endpoint, timeout=self.timeout, **self._proxy_kwargs)
-            try:
-                # emitted from the dispatcher thread, queued to this object's GUI thread
-                proxy.server_added.connect(self.added.emit)
-                proxy.server_removed.connect(self.removed.emit)
-            except BaseException:
-                proxy._proxy_stop_me()
-                raise
-            with self._lock:
-                if not self._closed:
-                    self._proxy = proxy
-                    return proxy
-            proxy._proxy_stop_me()
-            return None
+    def _prepare(self, proxy: Proxy) -> None:
+        # emitted from the dispatcher thread, queued to this object's GUI thread
+        proxy.server_added.connect(self.added.emit)
+        proxy.server_removed.connect(self.removed.emit)
 
-        try:
-            fut = self._executor.submit(make)
-        except RuntimeError:
-            return
-        self._calls.watch(fut, self._on_proxy, self._on_failed, None)
-
-    def _on_proxy(self, proxy: Optional[Proxy]) -> None:
-        self._connecting = False
-        if proxy is None or self._closed:
-            return
+    def _on_proxy(self, proxy: Proxy) -> None:
         proxy._proxy_connection.lost.connect(
             lambda: self._set_state("offline", f"the registry at {self.endpoint} stopped answering"))
         proxy._proxy_connection.regained.connect(self._on_regained)
@@ -503,12 +506,8 @@ class RegistryClient(QtCore.QObject):
         self.refresh()
 
     def _on_failed(self, exc: BaseException) -> None:
-        self._connecting = False
-        if self._closed:
-            return
         self._set_state("offline", f"no registry at {self.endpoint} ({describe_error(exc)}); "
                                    f"retrying every {RETRY_SECONDS:g} s")
-        self._retry.start(int(RETRY_SECONDS * 1000))
 
     def refresh(self) -> None:
         """Ask for the full list again (emits ``listed``)."""
@@ -527,19 +526,7 @@ class RegistryClient(QtCore.QObject):
 
         self._calls.watch(RemoteAttribute("servers", proxy._proxy_core).future(), ok, failed, self.timeout)
 
-    def _set_state(self, state: str, detail: str) -> None:
-        self.state = state
-        self.state_changed.emit(state, detail)
-
     def close(self) -> None:
         """Stop following the registry."""
-        with self._lock:
-            self._closed = True
-            proxy, self._proxy = self._proxy, None
-        self._retry.stop()
         self._resync.stop()
-        if proxy is not None:
-            try:
-                proxy._proxy_stop_me()
-            except Exception:  # pragma: no cover
-                logger.debug("closing the registry proxy", exc_info=True)
+        self._close_proxy()
