@@ -258,7 +258,7 @@ class Binding(QObject):
             if kind == "raise":
                 from .polling import _as_exception
 
-                self._on_read_failed(_as_exception(value))
+                self._on_read_failed(_as_exception(value, self._state.core.endpoint))
                 return
         self._incoming(value)
 

@@ -203,7 +203,7 @@ class _Poller:
                 continue
             kind, value = outcome
             if kind == "raise":
-                value = _as_exception(value)
+                value = _as_exception(value, self.key[0])
             entry.sink.offer(kind, value)
 
     def replied_one(self, fut: Any, name: str, due: List[_Entry]) -> None:
@@ -230,20 +230,11 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionLost, RemoteTimeout))
 
 
-def _as_exception(value: Any) -> BaseException:
-    from .errors import RemoteError
+def _as_exception(value: Any, endpoint: str) -> BaseException:
+    """The exception of a 'raise' outcome of 'getmany'."""
+    from .proxy import exception_from_reply
 
-    try:
-        exc, tb = value
-    except (TypeError, ValueError):
-        exc, tb = value, []
-    if isinstance(exc, dict) and "__exception__" in exc:
-        from .proxy import _rebuild_json_exception
-
-        exc = _rebuild_json_exception(exc)
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(type(exc).__name__, str(exc), "".join(tb or []))
-    return exc
+    return exception_from_reply(value, endpoint)[0]
 
 
 _pollers: Dict[Tuple[str, int], _Poller] = {}

@@ -367,7 +367,11 @@ def _rebuild_json_exception(value: Dict[str, Any]) -> BaseException:
     return RemoteError(name, str(value.get("message", "")))
 
 
-def _raise_from_reply(value: Any, endpoint: str) -> None:
+def exception_from_reply(value: Any, endpoint: str) -> Tuple[BaseException, Any]:
+    """The exception a 'raise' reply's value stands for, and the server's traceback lines.
+
+    Also used for the per-name outcomes of 'getmany' (watch and bind).
+    """
     try:
         exc, tb = value
     except (TypeError, ValueError):
@@ -375,12 +379,17 @@ def _raise_from_reply(value: Any, endpoint: str) -> None:
     if isinstance(exc, dict) and "__exception__" in exc:
         exc = _rebuild_json_exception(exc)
     if isinstance(exc, ValueError) and str(exc).startswith("bad signature"):
-        raise ProtocolError(f"{endpoint} rejected the request's signature: the HMAC keys differ "
-                            "(check PZC_KEY or Protocol(hmac_key=...))")
+        return ProtocolError(f"{endpoint} rejected the request's signature: the HMAC keys differ "
+                             "(check PZC_KEY or Protocol(hmac_key=...))"), []
     if not isinstance(exc, BaseException):
         exc = RemoteError(type(exc).__name__, str(exc), "".join(tb or []))
     if isinstance(exc, RemoteError) and not exc.remote_traceback and tb:
         exc.remote_traceback = "".join(tb) if not isinstance(tb, str) else tb
+    return exc, tb
+
+
+def _raise_from_reply(value: Any, endpoint: str) -> None:
+    exc, tb = exception_from_reply(value, endpoint)
     raise_remote(exc, tb)
 
 
