@@ -156,12 +156,7 @@ class Serving:
                             pass
                     except (BlockingIOError, OSError):
                         pass
-                    while cmds:
-                        cmd = cmds.popleft()
-                        try:
-                            cmd()
-                        except Exception:
-                            report_exception("a server command")
+                    self._run_commands()
         finally:
             if wake is not None:
                 with self._wake_lock:
@@ -208,12 +203,18 @@ class Serving:
                 break
             if frames is not None and not (frames[0] == wake_id and len(frames) == 2):
                 self._handle_raw_request(router, frames)
-            while cmds:
-                cmd = cmds.popleft()
-                try:
-                    cmd()
-                except Exception:
-                    report_exception("a server command")
+            if cmds:
+                self._run_commands()
+
+    def _run_commands(self) -> None:
+        """Run the commands submitted to the worker (worker thread)."""
+        cmds = self._worker_cmds
+        while cmds:
+            cmd = cmds.popleft()
+            try:
+                cmd()
+            except Exception:
+                report_exception("a server command")
 
     def _worker_submit(self, cmd: Callable[[], None]) -> None:
         self._worker_cmds.append(cmd)
