@@ -308,14 +308,19 @@ class CurveChannel:
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLOUT)
             poller.register(mon, zmq.POLLIN)
-            while True:  # until the handshake is done and the request is queued
+
+            def ready() -> bool:
+                """Poll until the deadline; whether the socket is ready (a refused handshake raises)."""
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RemoteTimeout(action, self.endpoint, timeout)
                 events = dict(poller.poll(max(1, int(remaining * 1000))))
                 if mon in events:
                     self._check_monitor()
-                if sock in events:
+                return sock in events
+
+            while True:  # until the handshake is done and the request is queued
+                if ready():
                     try:
                         sock.send_multipart([b""] + frames, zmq.NOBLOCK, copy=False)
                         break
@@ -323,13 +328,7 @@ class CurveChannel:
                         continue
             poller.modify(sock, zmq.POLLIN)
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RemoteTimeout(action, self.endpoint, timeout)
-                events = dict(poller.poll(max(1, int(remaining * 1000))))
-                if mon in events:
-                    self._check_monitor()
-                if sock in events:
+                if ready():
                     reply = sock.recv_multipart()
                     if len(reply) >= 5 and reply[0] == b"" and reply[4] == msgid:
                         return reply[1:]
