@@ -117,9 +117,11 @@ def state_icon(state: str, size: int = 12) -> QtGui.QIcon:
 
 
 class RowTableModel(QtCore.QAbstractTableModel):
-    """A flat table over ``self._rows`` with the column titles in ``COLUMNS``."""
+    """A flat table over ``self._rows`` with the column titles in ``COLUMNS``
+    and their header tooltips in ``TOOLTIPS`` (column: text)."""
 
     COLUMNS: Tuple[str, ...] = ()
+    TOOLTIPS: Dict[int, str] = {}
     _rows: List[Any]
 
     def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
@@ -131,9 +133,12 @@ class RowTableModel(QtCore.QAbstractTableModel):
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
-        """Column titles."""
-        if orientation == Qt.Horizontal and role == Qt.DisplayRole:
-            return self.COLUMNS[section]
+        """Column titles and tooltips."""
+        if orientation == Qt.Horizontal:
+            if role == Qt.DisplayRole:
+                return self.COLUMNS[section]
+            if role == Qt.ToolTipRole:
+                return self.TOOLTIPS.get(section)
         return None
 
 
@@ -279,6 +284,8 @@ class AttributeModel(RowTableModel):
 
     COLUMNS = ("Name", "Value", "Type", "Writable", "Plot")
     NAME, VALUE, TYPE, WRITABLE, WATCH = range(5)
+    TOOLTIPS = {WATCH: "Tick to plot a numeric attribute over time (read at each refresh)",
+                VALUE: "Double-click or F2 on a writable value to edit it (a Python literal)"}
 
     #: Signal(str, object) -- the user typed a new value for an attribute.
     edit_requested = QtCore.Signal(str, object)
@@ -290,17 +297,6 @@ class AttributeModel(RowTableModel):
     def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)
         self._rows: List[AttributeRow] = []
-
-    def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
-        """Column titles and tooltips."""
-        if orientation == Qt.Horizontal:
-            if role == Qt.DisplayRole:
-                return self.COLUMNS[section]
-            if role == Qt.ToolTipRole and section == self.WATCH:
-                return "Tick to plot a numeric attribute over time (read at each refresh)"
-            if role == Qt.ToolTipRole and section == self.VALUE:
-                return "Double-click or F2 on a writable value to edit it (a Python literal)"
-        return None
 
     def data(self, index: QtCore.QModelIndex, role: int = Qt.DisplayRole) -> Any:
         """Cell contents; the value column is editable text for writable attributes."""

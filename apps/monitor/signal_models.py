@@ -37,6 +37,7 @@ class SignalModel(RowTableModel):
 
     COLUMNS = ("Signal", "Count", "Rate", "Last at", "Last arguments")
     NAME, COUNT, RATE, TIME, ARGS = range(5)
+    TOOLTIPS = {NAME: "Tick a signal (or press Space) to subscribe to it"}
 
     #: Signal(str, bool) -- the user ticked or unticked a signal's checkbox.
     subscribe_toggled = QtCore.Signal(str, bool)
@@ -44,15 +45,6 @@ class SignalModel(RowTableModel):
     def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)
         self._rows: List[SignalRow] = []
-
-    def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
-        """Column titles."""
-        if orientation == Qt.Horizontal:
-            if role == Qt.DisplayRole:
-                return self.COLUMNS[section]
-            if role == Qt.ToolTipRole and section == self.NAME:
-                return "Tick a signal (or press Space) to subscribe to it"
-        return None
 
     def data(self, index: QtCore.QModelIndex, role: int = Qt.DisplayRole) -> Any:
         """Cells; the name column carries the subscription checkbox."""
