@@ -101,3 +101,14 @@ def no_leaks():
         live = [repr(a) for a in list(agent._live_agents)]
         pytest.fail(f"leaked: {iothread._users} I/O users, live agents {live}, threads "
                     f"{[t.name for t in threading.enumerate()]}")
+
+
+@pytest.fixture
+def reg_server(monkeypatch):
+    """A registry on a free port; PZC_REGISTRY points at it."""
+    from pizco_qt import registry
+
+    server = registry.serve_registry("tcp://127.0.0.1:0")
+    monkeypatch.setenv("PZC_REGISTRY", server.rep_endpoint)
+    yield server
+    server.stop()

@@ -26,14 +26,6 @@ def isolated_settings(tmp_path):
     QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope, str(path))
 
 
-@pytest.fixture
-def reg_server(monkeypatch):
-    server = registry.serve_registry("tcp://127.0.0.1:0")
-    monkeypatch.setenv("PZC_REGISTRY", server.rep_endpoint)
-    yield server
-    server.stop()
-
-
 def test_the_device_file_ships_with_the_package():
     from importlib.resources import files
 

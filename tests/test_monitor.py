@@ -18,7 +18,7 @@ from qtpy import QtCore, QtWidgets
 
 from conftest import HERE, ROOT
 from objects import Stage
-from pizco_qt import Server, Signal, registry
+from pizco_qt import Server, Signal
 
 Qt = QtCore.Qt
 # the offscreen platform says this about every top-level window it shows
@@ -33,15 +33,6 @@ def isolated_settings(tmp_path):
     path.mkdir()
     QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope, str(path))
     yield path
-
-
-@pytest.fixture
-def reg_server(monkeypatch):
-    """A registry on a free port; PZC_REGISTRY points at it."""
-    server = registry.serve_registry("tcp://127.0.0.1:0")
-    monkeypatch.setenv("PZC_REGISTRY", server.rep_endpoint)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -37,15 +37,6 @@ def _free_tcp_endpoint() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-@pytest.fixture
-def reg_server(monkeypatch):
-    """A registry on a free port; PZC_REGISTRY points at it."""
-    server = registry.serve_registry("tcp://127.0.0.1:0")
-    monkeypatch.setenv("PZC_REGISTRY", server.rep_endpoint)
-    yield server
-    server.stop()
-
-
 def _names(proxy) -> list:
     return [entry["name"] for entry in proxy.servers()]
 
