@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from .agent import Agent
-from .errors import ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout
+from .errors import (AccessDenied, AuthenticationError, BindError, ConnectionLost, InsecureBind, Locked, NameTaken,
+                     PizcoError, ProtocolError, ProxyClosed, RemoteError, RemoteTimeout)
 from .futures import FutureWatcher
 from .protocol import Protocol
 from .proxy import Proxy
@@ -22,7 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Server", "Proxy", "Signal", "Agent", "Protocol", "bind", "watch", "FutureWatcher",
-    "PizcoError", "RemoteError", "RemoteTimeout", "ProtocolError", "ConnectionLost", "__version__",
+    "PizcoError", "RemoteError", "RemoteTimeout", "ProtocolError", "AuthenticationError", "ConnectionLost",
+    "ProxyClosed", "BindError", "InsecureBind", "NameTaken", "AccessDenied", "Locked", "__version__",
 ]
 
 

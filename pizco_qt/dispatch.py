@@ -21,7 +21,7 @@ import types
 from typing import Any, Dict, Optional, Set, Tuple
 
 from ._qt import QtCore
-from .errors import RemoteError
+from .errors import REASON_ATTR, RemoteError
 from .signals import is_signal_like
 
 __all__ = ["dispatch", "default_return_as_remote", "default_force_as_object", "inspect_object",
@@ -139,8 +139,12 @@ def encode_exception(exc: BaseException, serializer: str, tb_lines: Optional[lis
     """An exception in a form the requester can rebuild (unpicklable ones become RemoteError)."""
     tb = tb_lines if tb_lines is not None else _traceback_lines(exc)
     if serializer == "json":
-        return {"__exception__": type(exc).__name__, "module": type(exc).__module__,
-                "args": [str(a) for a in exc.args], "message": str(exc)}, tb
+        out = {"__exception__": type(exc).__name__, "module": type(exc).__module__,
+               "args": [str(a) for a in exc.args], "message": str(exc)}
+        reason = getattr(exc, REASON_ATTR, None)
+        if isinstance(reason, str):
+            out["reason"] = reason
+        return out, tb
     try:
         clean = pickle.loads(pickle.dumps(exc, pickle.HIGHEST_PROTOCOL))
         if type(clean) is not type(exc):

@@ -11,8 +11,18 @@ __all__ = [
     "RemoteError",
     "RemoteTimeout",
     "ProtocolError",
+    "AuthenticationError",
     "ConnectionLost",
+    "ProxyClosed",
+    "BindError",
+    "InsecureBind",
+    "NameTaken",
+    "AccessDenied",
+    "Locked",
     "raise_remote",
+    "REASON_ATTR",
+    "refusal",
+    "denied_from",
 ]
 
 
@@ -57,12 +67,77 @@ class RemoteTimeout(PizcoError, TimeoutError):
         return (type(self), (self.action, self.endpoint, self.timeout))
 
 
-class ProtocolError(PizcoError):
-    """A message broke the wire protocol (frames, header, signature or content)."""
+class ProtocolError(PizcoError, ValueError):
+    """A message broke the wire protocol (frames, header, signature or content).
+
+    Also a ``ValueError``, as the original Pizco's protocol errors were, so
+    ``except ValueError`` code written for it keeps working.
+    """
+
+
+class AuthenticationError(ProtocolError):
+    """A peer refused our credentials: the HMAC keys differ or a CURVE key was refused."""
 
 
 class ConnectionLost(PizcoError, ConnectionError):
     """The server is known to be down; the call was not sent."""
+
+
+class ProxyClosed(PizcoError):
+    """The proxy (or agent) was stopped, or was inherited across ``os.fork()``; nothing was sent."""
+
+
+class BindError(PizcoError, OSError):
+    """A server or agent could not bind one of its endpoints (nothing is left bound)."""
+
+
+class InsecureBind(BindError):
+    """Refused before binding: a non-loopback address with no HMAC key and no CURVE."""
+
+
+class NameTaken(PizcoError):
+    """Another live server is registered under the requested name (nothing is bound)."""
+
+
+class AccessDenied(PizcoError, PermissionError):
+    """The server refused the request and ran nothing.
+
+    On the wire a refusal is a builtin ``PermissionError`` (original Pizco clients
+    can read it); a pizco_qt proxy raises it as ``AccessDenied``.
+    """
+
+
+class Locked(AccessDenied):
+    """Another client holds exclusive control of the server; the write was refused."""
+
+
+#: Attribute of a refusal's ``PermissionError`` that says why, as a fixed word
+#: ('locked', 'observer', 'private', ...): the pizco_qt side decides on it, never
+#: on the message's wording. Original peers just see a ``PermissionError``.
+REASON_ATTR = "pizco_reason"
+
+
+def refusal(reason: str, message: str) -> PermissionError:
+    """The builtin ``PermissionError`` a server answers a refused request with."""
+    exc = PermissionError(message)
+    setattr(exc, REASON_ATTR, reason)
+    return exc
+
+
+def denied_from(exc: BaseException) -> "AccessDenied | None":
+    """The ``AccessDenied`` (``Locked`` for reason 'locked') a refusal stands for; None if ``exc`` is none.
+
+    A ``PermissionError`` raised by the served code itself carries no reason and
+    stays what it is.
+    """
+    if isinstance(exc, AccessDenied):
+        return exc
+    reason = getattr(exc, REASON_ATTR, None)
+    if not isinstance(exc, PermissionError) or not isinstance(reason, str):
+        return None
+    err = (Locked if reason == "locked" else AccessDenied)(str(exc))
+    err.reason = reason  # type: ignore[attr-defined]
+    return err
 
 
 class _RemoteTraceback(Exception):

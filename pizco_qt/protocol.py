@@ -43,7 +43,7 @@ import uuid
 from typing import Any, List, NamedTuple, Optional, Sequence
 
 from . import config
-from .errors import ProtocolError
+from .errors import REASON_ATTR, ProtocolError
 
 __all__ = ["Protocol", "Envelope", "Message", "PREFIX", "header", "new_msgid", "CAPABILITIES",
            "ACK_PREFIX", "HEARTBEAT_TOPIC", "FUTURE_TOPIC", "COMPACT", "pack_compact", "unpack_compact"]
@@ -222,7 +222,11 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     if isinstance(obj, BaseException):
-        return {"__exception__": type(obj).__name__, "args": [str(a) for a in obj.args]}
+        out = {"__exception__": type(obj).__name__, "args": [str(a) for a in obj.args]}
+        reason = getattr(obj, REASON_ATTR, None)
+        if isinstance(reason, str):
+            out["reason"] = reason
+        return out
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 

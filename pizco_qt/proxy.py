@@ -25,7 +25,8 @@ from ._qt import QtCore
 from .agent import Agent, new_msgid
 from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
-from .errors import ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, raise_remote
+from .errors import (REASON_ATTR, ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, denied_from,
+                     raise_remote)
 from .protocol import OOB, Envelope, Protocol
 from .security import CurveConfig
 from .futures import RemoteFuture, _settle
@@ -361,9 +362,13 @@ def _rebuild_json_exception(value: Dict[str, Any]) -> BaseException:
     args = value.get("args") or []
     if cls is not None:
         try:
-            return cls(*args)
+            exc = cls(*args)
         except Exception:
             pass
+        else:
+            if isinstance(value.get("reason"), str):
+                setattr(exc, REASON_ATTR, value["reason"])
+            return exc
     return RemoteError(name, str(value.get("message", "")))
 
 
@@ -381,6 +386,9 @@ def exception_from_reply(value: Any, endpoint: str) -> Tuple[BaseException, Any]
     if isinstance(exc, ValueError) and str(exc).startswith("bad signature"):
         return ProtocolError(f"{endpoint} rejected the request's signature: the HMAC keys differ "
                              "(check PZC_KEY or Protocol(hmac_key=...))"), []
+    denied = denied_from(exc) if isinstance(exc, PermissionError) else None
+    if denied is not None:
+        return denied, tb
     if not isinstance(exc, BaseException):
         exc = RemoteError(type(exc).__name__, str(exc), "".join(tb or []))
     if isinstance(exc, RemoteError) and not exc.remote_traceback and tb:
