@@ -148,7 +148,7 @@ class Agent(Serving):
     protocol : Protocol, optional
         Key and serializer; default from ``PZC_KEY`` and ``PZC_SER``.
     allow_insecure : bool
-        Allow binding a non-loopback address with pickle and no key.
+        Allow binding a non-loopback address with no key and no CURVE (logged as a WARNING).
     curve : CurveConfig, optional
         CURVE encryption: the server's key pair and allowed clients when binding,
         the server's public key for outgoing requests and subscriptions.

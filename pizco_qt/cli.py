@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-g", "--gui", action="store_true", help="show the status window")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     parser.add_argument("--allow-insecure", action="store_true",
-                        help="allow binding a non-loopback address with pickle and no key or CURVE")
+                        help="allow binding a non-loopback address with no key (PZC_KEY) and no CURVE "
+                             "(any peer that reaches the port can then drive the server)")
+    parser.add_argument("--instantiable", metavar="MODULE:CLASS", action="append", default=None,
+                        help="with no --serve: a class that remote 'instantiate' may create (repeatable); "
+                             "default: any class for pickle, none for json")
     add_curve_arguments(parser, "server")
     parser.add_argument("--watch-stdin", action="store_true",
                         help="stop when standard input is closed (used by serve_in_process so the "
@@ -107,6 +111,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         mod, sep, qual = ns.serve.replace(":", ".").rpartition(".")
         if not mod or not qual or not all(p.isidentifier() for p in ns.serve.replace(":", ".").split(".")):
             parser.error(f"--serve {ns.serve!r}: expected MODULE:CLASS, e.g. mylab.stage:Stage")
+    for spec in ns.instantiable or ():
+        mod, sep, qual = spec.replace(":", ".").rpartition(".")
+        if not mod or not all(p.isidentifier() for p in spec.replace(":", ".").split(".")):
+            parser.error(f"--instantiable {spec!r}: expected MODULE:CLASS, e.g. mylab.stage:Stage")
     ctor_args: Tuple[Any, ...] = ()
     if ns.args is not None:
         try:
@@ -288,7 +296,7 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
         return 0  # the parent went away while the object was being built
     try:
         server = Server(obj, ns.rep_endpoint, ns.pub_endpoint, name=ns.name, allow_insecure=ns.allow_insecure,
-                        curve=ns.curve)
+                        curve=ns.curve, instantiable=ns.instantiable)
     except BaseException as exc:
         return _fail(str(exc))
     what = type(obj).__name__ if obj is not None else "an empty server"

@@ -2,7 +2,8 @@
 
 ``PZC_KEY`` (HMAC key), ``PZC_SER`` (serializer), ``PZC_TIMEOUT`` (seconds, may be
 fractional), ``PZC_HEARTBEAT`` (seconds between heartbeats), ``PZC_REGISTRY``
-(registry endpoint), ``PZC_MAX_MESSAGE`` (bytes). Values are read when an object is
+(registry endpoint), ``PZC_MAX_MESSAGE`` (bytes), ``PZC_SNDHWM`` and ``PZC_RCVHWM``
+(a server's queue lengths, in messages). Values are read when an object is
 created, so a test or a program can change them at run time.
 
 Thread affinity: none.
@@ -15,8 +16,12 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_HEARTBEAT = 1.0
 DEFAULT_REGISTRY = "tcp://127.0.0.1:5777"
 DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
-#: High-water mark of publish and subscribe sockets (messages).
+#: High-water mark of subscribe sockets and other queues (messages).
 DEFAULT_HWM = 100_000
+#: A server's send queue per subscriber (messages, ``PZC_SNDHWM``).
+DEFAULT_SNDHWM = 10_000
+#: A server's receive queue of requests per peer (messages, ``PZC_RCVHWM``).
+DEFAULT_RCVHWM = 1_000
 #: Linger of every socket on close (ms): stopping never waits longer for unsent data.
 LINGER_MS = 100
 
@@ -57,6 +62,29 @@ def heartbeat() -> float:
 def registry_endpoint() -> str:
     """The registry's endpoint (``PZC_REGISTRY``)."""
     return os.environ.get("PZC_REGISTRY", "").strip() or DEFAULT_REGISTRY
+
+
+def _count(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number of messages") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def send_hwm() -> int:
+    """Messages a server queues per subscriber before dropping (``PZC_SNDHWM``, default 10,000)."""
+    return _count("PZC_SNDHWM", DEFAULT_SNDHWM)
+
+
+def receive_hwm() -> int:
+    """Requests a server queues per peer before ZMQ stops reading it (``PZC_RCVHWM``, default 1,000)."""
+    return _count("PZC_RCVHWM", DEFAULT_RCVHWM)
 
 
 def max_message_size() -> int:

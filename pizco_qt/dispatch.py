@@ -20,6 +20,7 @@ import traceback
 import types
 from typing import Any, Dict, Optional, Set, Tuple
 
+from . import gate
 from ._qt import QtCore
 from .errors import REASON_ATTR, RemoteError
 from .signals import is_signal_like
@@ -108,7 +109,7 @@ def describe_object(server: Any, obj: Any) -> Dict[str, Dict[str, Any]]:
         if readable:
             try:
                 value = getattr(obj, name)
-            except Exception as exc:  # a failing property is still an attribute
+            except BaseException as exc:  # a failing property is still an attribute
                 out[name] = {"kind": "attribute", "type": type(exc).__name__, "writable": writable,
                              "error": str(exc)}
                 continue
@@ -204,6 +205,7 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         options = {}
     obj = server.served_object
     try:
+        gate.check_request(server, action, options)  # refuses before anything runs
         if action == "exec":
             attr = getattr(obj, options["name"])
             method = options.get("method", "__call__")
@@ -226,7 +228,7 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         elif action == "instantiate":
             if obj is not None:
                 raise RuntimeError(f"this server already serves a {type(obj).__name__}")
-            cls = import_class(options["class"])
+            cls = gate.resolve_instantiable(server, options.get("class"))
             new = cls(*(options.get("args") or ()), **(options.get("kwargs") or {}))
             server.set_served_object(new)
             return ("PSMessage", "return", None)
@@ -235,21 +237,27 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         elif action == "describe":
             return ("PSMessage", "return", describe_object(server, obj))
         elif action == "getmany":
-            values: Dict[str, Any] = {}
-            for name in options.get("names", ()):
-                try:
-                    values[name] = ("return", getattr(obj, name))
-                except Exception as exc:
-                    values[name] = ("raise", encode_exception(exc, serializer))
-            return ("PSMessage", "return", values)
+            return ("PSMessage", "return", _get_many(server, obj, options.get("names", ()), serializer))
         else:
             raise ValueError(f"unknown action {action!r}")
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt...: answered, the server keeps serving
         return _raise_reply(exc, serializer)
     if isinstance(ret, concurrent.futures.Future):
         server.register_future(msgid, ret)
         return ("PSMessage", "future_register", msgid)
     return ("PSMessage", "return", ret)
+
+
+def _get_many(server: Any, obj: Any, names: Any, serializer: str) -> Dict[str, Any]:
+    """{name: ('return', value) | ('raise', (exc, tb))} for 'getmany'; each name passes the gate."""
+    values: Dict[str, Any] = {}
+    for name in names:
+        try:
+            gate.check_name(server, name)
+            values[name] = ("return", getattr(obj, name))
+        except BaseException as exc:
+            values[str(name)] = ("raise", encode_exception(exc, serializer))
+    return values
 
 
 def builtin_exception(name: str) -> Optional[type]:

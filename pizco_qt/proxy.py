@@ -158,6 +158,8 @@ class _ProxyCore(Liveness):
                 return
             elif not isinstance(exc, BaseException):
                 exc = RemoteError(type(exc).__name__, str(exc))
+            elif not isinstance(exc, Exception):
+                exc = _remote_base_exception(exc, [])
             _settle(fut, exc=exc)
         else:
             _settle(fut, content.get("result"))
@@ -391,9 +393,19 @@ def exception_from_reply(value: Any, endpoint: str) -> Tuple[BaseException, Any]
         return denied, tb
     if not isinstance(exc, BaseException):
         exc = RemoteError(type(exc).__name__, str(exc), "".join(tb or []))
+    elif not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt... of served code: never raised here as such
+        exc = _remote_base_exception(exc, tb)
     if isinstance(exc, RemoteError) and not exc.remote_traceback and tb:
         exc.remote_traceback = "".join(tb) if not isinstance(tb, str) else tb
     return exc, tb
+
+
+def _remote_base_exception(exc: BaseException, tb: Any) -> RemoteError:
+    """A RemoteError naming a server-side BaseException (it would end the caller's thread or program)."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    text = tb if isinstance(tb, str) else "".join(str(line) for line in (tb or []))
+    return RemoteError(name, str(exc), text)
 
 
 def _raise_from_reply(value: Any, endpoint: str) -> None:

@@ -312,7 +312,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--curve-clients", metavar="DIR", default=None,
                         help="with --curve-secret: admit only the clients whose public keys (*.key) are here")
     parser.add_argument("--allow-insecure", action="store_true",
-                        help="allow a non-loopback endpoint with pickle, no key (PZC_KEY) and no CURVE")
+                        help="allow a non-loopback endpoint with no key (PZC_KEY) and no CURVE")
     parser.add_argument("-v", "--verbose", action="store_true", help="log servers as they come and go")
     return parser
 

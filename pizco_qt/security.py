@@ -1,7 +1,7 @@
-"""Security: the non-loopback pickle refusal and ZMQ CURVE (pyzmq's zmq.auth).
+"""Security: the non-loopback bind refusal and ZMQ CURVE (pyzmq's zmq.auth).
 
-``check_bind_allowed`` refuses to expose pickle on the network without a key,
-CURVE or an explicit opt-in. ``CurveConfig`` holds the key files;
+``check_bind_allowed`` refuses to expose a server on the network without a key,
+CURVE or an explicit opt-in (whatever the serializer). ``CurveConfig`` holds the key files;
 ``register_curve_server`` runs one ZAP authenticator thread per process for every
 CURVE server in it; ``CurveChannel`` is a synchronous request socket that turns a
 refused handshake into a ProtocolError.
@@ -20,7 +20,7 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from ._frames import close_owned
-from .errors import PizcoError, ProtocolError, RemoteTimeout
+from .errors import InsecureBind, PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Protocol
 
 logger = logging.getLogger(__name__)
@@ -51,23 +51,30 @@ def is_loopback_endpoint(endpoint: str) -> bool:
 
 
 def check_bind_allowed(endpoint: str, protocol: Protocol, secured: bool = False, allow_insecure: bool = False) -> None:
-    """Refuse to bind a non-loopback address with pickle and no key or CURVE.
+    """Refuse to bind a non-loopback address with no key and no CURVE, whatever the serializer.
+
+    With ``allow_insecure`` the bind goes ahead and a WARNING naming the
+    endpoint and the risk is logged (once per bind: call this once per endpoint).
 
     Raises
     ------
-    PizcoError
+    InsecureBind
         Naming the risk and the ways out.
     """
-    if allow_insecure or secured or protocol.hmac_key or is_loopback_endpoint(endpoint):
+    if secured or protocol.hmac_key or is_loopback_endpoint(endpoint):
         return
-    if protocol.serializer == "json":
+    risk = (f"any peer that can reach {endpoint} can drive the served object "
+            f"(call methods, change attributes, stop the server)")
+    if protocol.serializer != "json":
+        risk += f", and with the {protocol.serializer!r} serializer run code in this process"
+    if allow_insecure:
+        logger.warning("serving %s with no key and no CURVE (allow_insecure=True): %s", endpoint, risk)
         return
-    raise PizcoError(
-        f"refusing to bind {endpoint} with the {protocol.serializer!r} serializer and no key: "
-        "pickle lets any peer that can reach this port run code in this process. "
-        "Set a shared key (PZC_KEY or Protocol(hmac_key=...)), use CURVE encryption, "
-        "use the 'json' serializer, bind 127.0.0.1, or pass allow_insecure=True "
-        "if the network is trusted."
+    raise InsecureBind(
+        f"refusing to bind {endpoint} with no key and no CURVE: {risk}; even the json serializer "
+        "does not prevent that. Set a shared key (PZC_KEY or Protocol(hmac_key=...)), use CURVE "
+        "encryption (curve=CurveConfig(...), --curve-secret), bind 127.0.0.1, or pass "
+        "allow_insecure=True (--allow-insecure) if every host that can reach this port is trusted."
     )
 
 

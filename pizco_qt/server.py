@@ -20,6 +20,7 @@ import warnings
 from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
 from . import dispatch as _dispatch
+from . import gate as _gate
 from ._qt import QObject, QtCore, is_qt_signal
 from .agent import FUTURE_TOPIC, Agent, new_msgid
 from .delivery import WITHDRAWN, QThreadCaller
@@ -52,15 +53,25 @@ class Server(Agent):
         raises PizcoError and binds nothing; with no registry running the server
         serves at once and registers in the background.
     allow_insecure : bool
-        Allow a non-loopback bind with pickle and no key.
+        Allow a non-loopback bind with no key and no CURVE (logged as a WARNING).
     curve : CurveConfig, optional
         CURVE encryption and client authentication (``pizco_qt.security.CurveConfig``):
         the server's key pair and the directory of allowed client public keys.
+    private : bool
+        Serve private names too (names, dotted-name components, methods and
+        signal topics starting with ``_``). By default they are refused with a
+        ``PermissionError`` (``AccessDenied`` on a pizco_qt proxy) and nothing runs.
+    instantiable : iterable of classes or 'module:Class' names, optional
+        What ``instantiate`` may create on an empty server. None (the default):
+        any class for a pickle server, none for a json server. Functions and
+        other callables are never created.
 
     Raises
     ------
+    InsecureBind
+        For a non-loopback endpoint with no key and no CURVE (unless ``allow_insecure``).
     PizcoError
-        If binding fails, is insecure, or the name is taken.
+        If binding fails or the name is taken.
 
     Thread affinity: any thread.
     """
@@ -75,8 +86,14 @@ class Server(Agent):
         name: Optional[str] = None,
         allow_insecure: bool = False,
         curve: Optional[CurveConfig] = None,
+        private: bool = False,
+        instantiable: Any = None,
     ) -> None:
         self.served_object = served_object
+        #: Whether private names are served (``private=True``).
+        self.private = bool(private)
+        #: What 'instantiate' may create (a ``gate.InstantiablePolicy``).
+        self.instantiable = _gate.InstantiablePolicy(instantiable)
         self.name = name
         self.started = time.time()
         self._futures: Dict[str, concurrent.futures.Future] = {}
@@ -120,8 +137,20 @@ class Server(Agent):
         return _dispatch.default_force_as_object(attr)
 
     def inspect(self) -> Tuple[Set[str], Set[str]]:
-        """``(remote_names, object_names)`` of the served object; proxies use it to skip round trips."""
-        return _dispatch.inspect_object(self.served_object)
+        """``(remote_names, object_names)`` of the served object; proxies use it to skip round trips.
+
+        Private names are left out unless the server serves them (``private=True``).
+        """
+        remote, plain = _dispatch.inspect_object(self.served_object)
+        if not self.private:
+            remote = {n for n in remote if not n.startswith("_")}
+            plain = {n for n in plain if not n.startswith("_")}
+        return remote, plain
+
+    def _topic_wanted(self, topic: str) -> bool:
+        """Whether a subscription to ``topic`` counts (I/O thread): a signal of the served object,
+        found without running a getter, or a reserved topic (see ``pizco_qt.gate``)."""
+        return _gate.topic_allowed(self, topic)
 
     # ------------------------------------------------------------------ serving
     def set_served_object(self, obj: Any) -> None:
@@ -230,6 +259,8 @@ class Server(Agent):
         """Connect to the served signal named ``topic`` for its first remote subscriber."""
         if topic in self._forwarders or self.served_object is None:
             return
+        if not _gate.topic_allowed(self, topic):
+            return  # private, or not a signal: no getter runs
         try:
             sig = getattr(self.served_object, topic)
         except Exception:

@@ -22,6 +22,7 @@ import zmq
 from . import config, iothread
 from ._frames import readable, recv_routed, send_frames, send_routed
 from .delivery import report_exception
+from .gate import MAX_TOPIC_BYTES
 from .errors import PizcoError, ProtocolError
 from .protocol import ACK_PREFIX, COMPACT, HEARTBEAT_TOPIC, Envelope, _id_prefix, header, new_msgid, unpack_compact
 from .security import check_bind_allowed, register_curve_server
@@ -44,6 +45,14 @@ def _resolved(requested: str, sock: zmq.Socket) -> str:
         return requested.rsplit(":", 1)[0] + ":" + last.rsplit(":", 1)[1]
     return requested
 
+
+
+def _set_count(counts: Dict[str, int], topic: str, count: int) -> None:
+    """Record a topic's subscriber count; a topic at zero is forgotten."""
+    if count:
+        counts[topic] = count
+    else:
+        counts.pop(topic, None)
 
 
 class Serving:
@@ -91,7 +100,7 @@ class Serving:
             sock.setsockopt(zmq.XPUB_VERBOSER, 1)
         except (AttributeError, zmq.ZMQError):
             sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        sock.setsockopt(zmq.SNDHWM, config.DEFAULT_HWM)
+        sock.setsockopt(zmq.SNDHWM, config.send_hwm())  # per subscriber: a stalled one cannot grow it
         sock.setsockopt(zmq.RCVHWM, config.DEFAULT_HWM)
         self._configure_server_socket(sock)
         try:
@@ -108,7 +117,7 @@ class Serving:
         ctx = iothread.context()
         try:
             router = ctx.socket(zmq.ROUTER)
-            router.setsockopt(zmq.RCVHWM, config.DEFAULT_HWM)
+            router.setsockopt(zmq.RCVHWM, config.receive_hwm())
             self._configure_server_socket(router)
             try:
                 router.bind(_bindable(rep))
@@ -213,7 +222,7 @@ class Serving:
             cmd = cmds.popleft()
             try:
                 cmd()
-            except Exception:
+            except BaseException:  # a hook raising SystemExit must not end the worker
                 report_exception("a server command")
 
     def _worker_submit(self, cmd: Callable[[], None]) -> None:
@@ -265,7 +274,7 @@ class Serving:
         self._worker_busy = True
         try:
             reply = self._serve_request(env, content)
-        except Exception:
+        except BaseException:  # SystemExit too: the worker thread must keep serving
             report_exception(f"on_request of {self.rep_endpoint}")
             self._worker_busy = False
             return
@@ -287,12 +296,12 @@ class Serving:
         encode = self.protocol.encode_compact if compact else self.protocol.encode
         try:
             frames = encode(self.sender, env.topic, reply, env.msgid, ser)
-        except Exception as exc:  # an unserializable return value
+        except BaseException as exc:  # an unserializable return value (its __reduce__ may raise anything)
             logger.warning("cannot serialize the reply to %s: %s", env.msgid, exc)
             reply = self._serialization_failure(reply, exc)
             try:
                 frames = encode(self.sender, env.topic, reply, env.msgid, ser)
-            except Exception:  # the serializer itself is unusable: no reply possible
+            except BaseException:  # the serializer itself is unusable: no reply possible
                 logger.warning("cannot answer %s with serializer %r", env.msgid, ser)
                 return
         try:
@@ -305,7 +314,7 @@ class Serving:
         except zmq.ZMQError as exc:
             logger.warning("cannot send the reply to %s: %s", env.msgid, exc)
 
-    def _serialization_failure(self, reply: Any, exc: Exception) -> Any:
+    def _serialization_failure(self, reply: Any, exc: BaseException) -> Any:
         return ("PSMessage", "raise", (TypeError(f"cannot serialize the reply: {exc}"), []))
 
     _reject_times: Dict[str, float] = {}
@@ -368,8 +377,16 @@ class Serving:
                 queue.clear()
                 return
 
+    def _worker_alive(self) -> bool:
+        """Whether the worker thread that answers requests is running."""
+        worker = self._worker
+        return worker is not None and worker.is_alive() and self._worker_running
+
     def _heartbeat_tick(self) -> None:
         if self._xpub is None or self._stopped:
+            return
+        if not self._worker_alive():  # nobody answers requests: proxies must see the server lost
+            logger.error("the server thread of %s has ended: heartbeats stop", self.rep_endpoint)
             return
         if self._xpub_counts.get(HEARTBEAT_TOPIC):
             self._publish_frames(self.protocol.encode(self.sender, HEARTBEAT_TOPIC,
@@ -396,20 +413,24 @@ class Serving:
             except UnicodeDecodeError:
                 logger.warning("ignoring a subscription with a bad utf-8 topic on %s", self.pub_endpoint)
                 continue
-            if "+" in topic:
+            if "+" in topic or len(msg) - 1 - plen > MAX_TOPIC_BYTES:
                 continue
             subscribed = msg[0] == 1
             if topic.startswith(ACK_PREFIX):
-                if subscribed:
+                if subscribed and len(acks) < 256:
                     acks.append(topic)
                 continue
             events.append((topic, subscribed))
         for topic, subscribed in events:
-            count = self._xpub_counts.get(topic, 0) + (1 if subscribed else -1)
-            count = max(count, 0)
-            self._xpub_counts[topic] = count
+            if topic not in self._xpub_counts and (not subscribed or not self._topic_wanted(topic)):
+                continue  # ignored: no counter, nothing runs
+            count = max(self._xpub_counts.get(topic, 0) + (1 if subscribed else -1), 0)
+            if count:
+                self._xpub_counts[topic] = count
+            else:
+                self._xpub_counts.pop(topic, None)  # counters of a topic nobody wants are deleted
             if topic.startswith("__"):
-                self._handled_counts[topic] = count
+                _set_count(self._handled_counts, topic, count)
                 continue
             self._worker_submit(self._make_sub_event(topic, count, subscribed))
         for topic in acks:
@@ -427,8 +448,13 @@ class Serving:
                 else:
                     self.on_unsubscribe(topic, count)
             finally:
-                self._handled_counts[topic] = count
+                _set_count(self._handled_counts, topic, count)
         return event
+
+    def _topic_wanted(self, topic: str) -> bool:
+        """Whether a new subscription to ``topic`` is counted and handed to ``on_subscribe``
+        (I/O thread). A plain agent takes every topic; a Server only its signals."""
+        return True
 
     def subscriber_count(self, topic: str) -> int:
         """How many SUB sockets subscribe to ``topic`` of this agent.

@@ -18,6 +18,7 @@ import zmq.auth
 from childproc import spawn  # noqa: F401  (a fixture)
 from objects import Stage
 from pizco_qt import Agent, PizcoError, Protocol, ProtocolError, Proxy, RemoteTimeout, Server
+from pizco_qt.errors import BindError, InsecureBind
 from pizco_qt.security import CurveConfig, is_loopback_endpoint
 
 
@@ -173,17 +174,35 @@ def test_key_from_environment(monkeypatch, closing, dealer, tmp_path):
 # ---------------------------------------------------------------------- safe defaults
 @pytest.mark.parametrize("rep,pub", [("tcp://0.0.0.0:0", None), ("tcp://*:0", None),
                                      ("tcp://127.0.0.1:0", "tcp://0.0.0.0:0")])
-def test_non_loopback_pickle_without_key_is_refused(monkeypatch, rep, pub):
+@pytest.mark.parametrize("ser", ["pickle", "json"])
+def test_non_loopback_without_key_is_refused_whatever_the_serializer(monkeypatch, rep, pub, ser):
     monkeypatch.delenv("PZC_KEY", raising=False)
     monkeypatch.delenv("PZC_SER", raising=False)
     before = {t.name for t in threading.enumerate()}
-    with pytest.raises(PizcoError) as info:
-        Server(Stage(), rep, pub or "tcp://127.0.0.1:0")
+    with pytest.raises(InsecureBind) as info:
+        Server(Stage(), rep, pub or "tcp://127.0.0.1:0", Protocol(serializer=ser))
+    assert isinstance(info.value, BindError) and isinstance(info.value, OSError)
     text = str(info.value)
-    for way_out in ("PZC_KEY", "hmac_key", "CURVE", "json", "allow_insecure=True"):
+    for way_out in ("PZC_KEY", "hmac_key", "CURVE", "allow_insecure=True"):
         assert way_out in text, way_out
-    assert "run code" in text  # names the risk
+    assert "drive the served object" in text  # names the risk
+    assert ("run code" in text) == (ser == "pickle")
     assert not any(t.name.startswith("pizco-server") for t in threading.enumerate() if t.name not in before)
+
+
+@pytest.mark.parametrize("ser", ["pickle", "json"])
+def test_allow_insecure_warns_once_per_bind_naming_the_endpoint(monkeypatch, closing, caplog, ser):
+    monkeypatch.delenv("PZC_KEY", raising=False)
+    with caplog.at_level("WARNING", logger="pizco_qt"):
+        server = closing(Server(Stage(), "tcp://0.0.0.0:0", protocol=Protocol(serializer=ser),
+                                allow_insecure=True))
+    warnings = [r for r in caplog.records if "no key and no CURVE" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "tcp://0.0.0.0:0" in warnings[0].getMessage() and "drive the served object" in warnings[0].getMessage()
+    port = server.rep_endpoint.rsplit(":", 1)[1]
+    proxy = closing(Proxy(f"tcp://127.0.0.1:{port}", timeout=5, protocol=Protocol(serializer=ser)))
+    assert proxy.move_by(1) == 1.0
+    assert len([r for r in caplog.records if "no key and no CURVE" in r.getMessage()]) == 1
 
 
 def _curve_keys(tmp_path):
@@ -198,7 +217,7 @@ def _curve_keys(tmp_path):
     return keys, clients
 
 
-@pytest.mark.parametrize("way", ["allow_insecure", "PZC_KEY", "hmac_key", "json", "curve"])
+@pytest.mark.parametrize("way", ["allow_insecure", "PZC_KEY", "hmac_key", "curve"])
 def test_non_loopback_bind_allowed_by_each_way_out(monkeypatch, closing, tmp_path, way):
     monkeypatch.delenv("PZC_KEY", raising=False)
     monkeypatch.delenv("PZC_SER", raising=False)
@@ -209,8 +228,6 @@ def test_non_loopback_bind_allowed_by_each_way_out(monkeypatch, closing, tmp_pat
         monkeypatch.setenv("PZC_KEY", "k")
     elif way == "hmac_key":
         kwargs["protocol"] = pkw["protocol"] = Protocol(hmac_key="k")
-    elif way == "json":
-        kwargs["protocol"] = pkw["protocol"] = Protocol(serializer="json")
     else:
         keys, clients = _curve_keys(tmp_path)
         kwargs["curve"] = CurveConfig(keys / "server.key_secret", clients)
