@@ -32,6 +32,8 @@ RELATED = [
     ("pizco_qt.process", "ProcessStartError", "raised when `serve_in_process` cannot start its child"),
     ("pizco_qt.apps.monitor", "MonitorWindow", "the window of `pizco-monitor`"),
     ("pizco_qt.apps.status", "StatusWindow", "the window of `gui=True` and `pizco-server -g`"),
+    ("pizco_qt.station", "StationFileError", "raised by `Station.from_file` for a bad station file (a ValueError)"),
+    ("pizco_qt.apps.station", "StationWindow", "the window of `pizco-station FILE --gui`"),
 ]
 #: The fixtures of the pytest plugin (module, name).
 FIXTURES = [

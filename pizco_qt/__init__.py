@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Server", "Proxy", "Signal", "Agent", "Protocol", "bind", "watch", "FutureWatcher",
     "PizcoError", "RemoteError", "RemoteTimeout", "ProtocolError", "AuthenticationError", "ConnectionLost",
-    "ProxyClosed", "BindError", "InsecureBind", "NameTaken", "AccessDenied", "Locked", "__version__",
+    "ProxyClosed", "BindError", "InsecureBind", "NameTaken", "AccessDenied", "Locked", "Station", "__version__",
 ]
 
 
@@ -34,4 +34,8 @@ def __getattr__(name: str) -> Any:
         from . import binding
 
         return getattr(binding, name)
+    if name == "Station":  # the station (subprocesses, TOML) is imported only when used
+        from .station import Station
+
+        return Station
     raise AttributeError(f"module 'pizco_qt' has no attribute {name!r}")

@@ -3,7 +3,8 @@
 ``PZC_KEY`` (HMAC key), ``PZC_SER`` (serializer), ``PZC_TIMEOUT`` (seconds, may be
 fractional), ``PZC_HEARTBEAT`` (seconds between heartbeats), ``PZC_REGISTRY``
 (registry endpoint), ``PZC_MAX_MESSAGE`` (bytes), ``PZC_SNDHWM`` and ``PZC_RCVHWM``
-(a server's queue lengths, in messages). Values are read when an object is
+(a server's queue lengths, in messages), ``PZC_STATION`` (the station a server
+belongs to, set by ``pizco-station`` for its children). Values are read when an object is
 created, so a test or a program can change them at run time.
 
 Thread affinity: none.
@@ -85,6 +86,15 @@ def send_hwm() -> int:
 def receive_hwm() -> int:
     """Requests a server queues per peer before ZMQ stops reading it (``PZC_RCVHWM``, default 1,000)."""
     return _count("PZC_RCVHWM", DEFAULT_RCVHWM)
+
+
+#: The environment variable naming the station of a server process (set by pizco-station).
+STATION_ENV = "PZC_STATION"
+
+
+def station() -> str:
+    """The name of the station this process's servers belong to (``PZC_STATION``; '' = none)."""
+    return os.environ.get(STATION_ENV, "").strip()
 
 
 def max_message_size() -> int:

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "lookup", "registry_proxy", "reserve_name", "release_name", "register_server", "unregister_server",
     "RegistryUnavailable", "EXPIRY", "REFRESH_PERIOD", "RESERVE_TIMEOUT", "REGISTRY_TIMEOUT", "ENTRY_KEYS",
+    "OPTIONAL_KEYS",
 ]
 
 #: Seconds after its last registration that an entry expires.
@@ -54,6 +55,8 @@ SWEEP_PERIOD = 0.5
 REGISTRY_TIMEOUT = 3.0
 #: The keys of every entry, in display order.
 ENTRY_KEYS = ("name", "class", "rep_endpoint", "pub_endpoint", "host", "pid", "started")
+#: Keys an entry carries only when the server has them ('station': the station it belongs to).
+OPTIONAL_KEYS = ("station",)
 
 
 class RegistryUnavailable(PizcoError, ConnectionError):
@@ -277,7 +280,8 @@ class _Registration:
         return {"name": self.name, "class": cls,
                 "rep_endpoint": _advertised(server.rep_endpoint, self.endpoint),
                 "pub_endpoint": _advertised(server.pub_endpoint, self.endpoint),
-                "host": socket.gethostname(), "pid": os.getpid(), "started": float(server.started)}
+                "host": socket.gethostname(), "pid": os.getpid(), "started": float(server.started),
+                **_station_key()}
 
     def clash_error(self, holder: Dict[str, Any]) -> PizcoError:
         return PizcoError(f"the name {self.name!r} is already used by a live server: {_describe(holder)} "
@@ -295,6 +299,12 @@ class _Registration:
             if not self.clash_logged:
                 self.clash_logged = True
                 logger.warning("%s; this server keeps serving unregistered", self.clash_error(result))
+
+
+def _station_key() -> Dict[str, str]:
+    """``{'station': name}`` for a server started by a station (``PZC_STATION``), else nothing."""
+    station = config.station()
+    return {"station": station} if station else {}
 
 
 def _describe(holder: Dict[str, Any]) -> str:

@@ -29,7 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from . import config
 from .errors import PizcoError
-from .registration import (ENTRY_KEYS, EXPIRY, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT, SWEEP_PERIOD,
+from .registration import (ENTRY_KEYS, EXPIRY, OPTIONAL_KEYS, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT,
+                           SWEEP_PERIOD,
                            RegistryUnavailable, _HERE, _check_name, _pid_is_dead, lookup, register_server,
                            registry_proxy, release_name, reserve_name, unregister_server)
 from .signals import Signal
@@ -84,7 +85,8 @@ class Registry:
 
     # ---------------------------------------------------------------- queries
     def servers(self) -> List[Dict[str, Any]]:
-        """Every live server's entry (a list of dicts with the keys of ``ENTRY_KEYS``), sorted by name."""
+        """Every live server's entry (a list of dicts with the keys of ``ENTRY_KEYS``, plus ``'station'``
+        for a server started by a station), sorted by name."""
         with self._lock:
             return [dict(self._records[name].entry) for name in sorted(self._records)]
 
@@ -146,6 +148,7 @@ class Registry:
         name = entry.get("name")
         _check_name(name)
         clean = {key: entry.get(key) for key in ENTRY_KEYS}
+        clean.update((key, entry[key]) for key in OPTIONAL_KEYS if isinstance(entry.get(key), str))
         now = time.time()
         removed: List[str] = []
         added = None
@@ -314,7 +317,26 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-insecure", action="store_true",
                         help="allow a non-loopback endpoint with no key (PZC_KEY) and no CURVE")
     parser.add_argument("-v", "--verbose", action="store_true", help="log servers as they come and go")
+    parser.add_argument("--watch-stdin", action="store_true",
+                        help="stop when standard input is closed (pizco-station uses this so the registry "
+                             "it starts ends with it)")
     return parser
+
+
+def _watch_stdin(stop: threading.Event) -> None:
+    """Set ``stop`` when standard input reaches end-of-file (the parent is gone)."""
+    import os
+
+    def run() -> None:
+        try:
+            fd = sys.stdin.fileno()
+            while os.read(fd, 4096):
+                pass
+        except (AttributeError, OSError, ValueError):
+            pass
+        stop.set()
+
+    threading.Thread(target=run, name="pizco-stdin-watch", daemon=True).start()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -336,6 +358,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     for sig in (_signal.SIGINT, _signal.SIGTERM):
         previous[sig] = _signal.signal(sig, on_signal)
+    if args.watch_stdin:
+        _watch_stdin(stop)
     try:
         kwargs: Dict[str, Any] = {"allow_insecure": args.allow_insecure}
         if args.pub:

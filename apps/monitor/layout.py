@@ -170,6 +170,7 @@ class WindowLayout:
         header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeToContents)
         header.setSectionResizeMode(1, QtWidgets.QHeaderView.Stretch)
         header.setSectionResizeMode(5, QtWidgets.QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(6, QtWidgets.QHeaderView.ResizeToContents)
         em = self.fontMetrics().averageCharWidth()
         for col, chars in ((2, 24), (3, 10), (4, 7)):
             header.resizeSection(col, chars * em + 12)

@@ -156,6 +156,7 @@ class ServerEntry:
     host: str = ""
     pid: Any = ""
     started: Optional[float] = None
+    station: str = ""            # the pizco-station it belongs to (registry key 'station')
     state: str = CONNECTING
     detail: str = ""
     gone_since: Optional[float] = None
@@ -164,7 +165,8 @@ class ServerEntry:
 class ServerListModel(RowTableModel):
     """The live servers: registry entries and endpoints added by hand, one row each."""
 
-    COLUMNS = ("Name", "Class", "Endpoint", "Host", "PID", "State")
+    COLUMNS = ("Name", "Class", "Endpoint", "Host", "PID", "State", "Station")
+    TOOLTIPS = {6: "The pizco-station that runs and supervises the server"}
 
     def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)
@@ -179,7 +181,7 @@ class ServerListModel(RowTableModel):
         col = index.column()
         if role == Qt.DisplayRole:
             cls = e.cls.rsplit(".", 1)[-1]
-            return (e.name, cls, e.rep_endpoint, e.host, str(e.pid or ""), e.state)[col]
+            return (e.name, cls, e.rep_endpoint, e.host, str(e.pid or ""), e.state, e.station)[col]
         if role == Qt.DecorationRole and col == 0:
             return state_icon(e.state)
         if role == Qt.ToolTipRole:
@@ -189,6 +191,8 @@ class ServerListModel(RowTableModel):
                 lines.append(f"PUB {e.pub_endpoint}")
             if e.host or e.pid:
                 lines.append(f"host {e.host or '?'}, pid {e.pid or '?'}")
+            if e.station:
+                lines.append(f"station {e.station}")
             if e.started:
                 lines.append("started " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.started)))
             lines.append(f"state: {e.state}" + (f" ({e.detail})" if e.detail else ""))

@@ -115,7 +115,8 @@ class ServerListMixin:
             return None
         return ServerEntry(key=name, name=name, rep_endpoint=endpoint, cls=str(info.get("class", "")),
                            pub_endpoint=str(info.get("pub_endpoint", "")), host=str(info.get("host", "")),
-                           pid=info.get("pid", ""), started=info.get("started"))
+                           pid=info.get("pid", ""), started=info.get("started"),
+                           station=str(info.get("station") or ""))
 
     def _registry_added(self, info: Any) -> None:
         entry = self._entry_from_registry(info) if isinstance(info, dict) else None
