@@ -1,38 +1,42 @@
-"""Agent: the communicating object under both Server and Proxy.
+"""Agent: Pizco's communicating object, composed of four parts.
 
-An agent that binds owns a ROUTER socket (requests, served by its worker thread,
-which also runs ``on_request``/``on_subscribe``/``on_unsubscribe`` in arrival
-order) and an XPUB socket (notifications, owned by the I/O thread, which sees
-every subscribe and unsubscribe). As a client, an agent sends synchronous
-requests through a DEALER owned by the calling thread (no thread hop; late
-replies are told apart by message id), non-blocking requests and subscriptions
-through sockets owned by the I/O thread.
+* ``answerer`` (:class:`~pizco_qt.answering.Answerer`): the ROUTER socket and
+  the worker thread that answers requests (``on_request``) and runs
+  ``on_subscribe``/``on_unsubscribe`` in arrival order;
+* ``publisher`` (:class:`~pizco_qt.publishing.Publisher`): the XPUB socket on
+  the I/O thread (notifications, heartbeats, subscription events);
+* ``requester`` (:class:`~pizco_qt.requesting.Requester`): synchronous requests
+  on a DEALER per calling thread, non-blocking ones on the I/O thread;
+* ``subscriber`` (:class:`~pizco_qt.subscribing.Subscriber`): the SUB socket on
+  the I/O thread.
+
+An agent that binds has all four; :class:`~pizco_qt.server.Server` is such an
+agent. A proxy has no agent: its core holds a requester and a subscriber.
 
 Thread affinity: public methods may be called from any thread.
 """
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import logging
 import os
-import socket as _socket
 import threading
 import time
-import uuid
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import concurrent.futures
 import zmq
 
 from . import config, iothread
-from .delivery import Target, current_target, dispatcher, held_schedules, report_exception
-from ._frames import close_owned, recv_frames, recv_reply, send_frames, send_one
-from .errors import PizcoError, ProtocolError, RemoteTimeout
+from .answering import Answerer
+from .delivery import Target, current_target
+from .errors import PizcoError
 from .protocol import (ACK_PREFIX, CAPABILITIES, FUTURE_TOPIC, HEARTBEAT_TOPIC, Envelope, Protocol,  # noqa: F401
-                       _id_prefix, header, new_msgid)
-from .serving import Serving
-from .security import CurveChannel, CurveConfig, unregister_curve_server
+                       _id_prefix, new_msgid)
+from .publishing import Publisher
+from .requesting import Requester, read_reply
+from .security import CurveConfig, check_bind_allowed, register_curve_server, unregister_curve_server
+from .subscribing import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -56,88 +60,7 @@ def connectable(endpoint: str, dialed: Optional[str] = None) -> str:
     return endpoint
 
 
-class _Channel:
-    """A DEALER owned by one thread for synchronous requests to one endpoint."""
-
-    __slots__ = ("sock", "lock", "endpoint", "closed", "timeout_ms", "__weakref__")
-
-    #: Whether ``roundtrip`` takes a compact frame too.
-    compact = True
-
-    def __init__(self, endpoint: str) -> None:
-        sock = iothread.context().socket(zmq.DEALER)
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not there
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(endpoint)
-        self.sock = sock
-        self.lock = threading.Lock()
-        self.endpoint = endpoint
-        self.closed = False
-        self.timeout_ms = -1
-
-    def roundtrip(self, frames: "List[Any] | bytes", msgid: bytes, timeout: float, action: str) -> List[Any]:
-        """Send a request (its five frames, or one compact frame) and return its reply's frames."""
-        sock = self.sock
-        with self.lock:
-            if self.closed:
-                raise PizcoError(f"the connection to {self.endpoint} is closed")
-            ms = max(1, int(timeout * 1000))
-            if ms != self.timeout_ms:  # blocking send/recv bounded by the socket's timeouts
-                sock.setsockopt(zmq.SNDTIMEO, ms)
-                sock.setsockopt(zmq.RCVTIMEO, ms)
-                self.timeout_ms = ms
-            deadline = time.monotonic() + timeout
-            try:
-                if type(frames) is bytes:
-                    send_one(sock, frames)
-                else:
-                    send_frames(sock, [b""] + frames)
-            except zmq.Again:
-                raise RemoteTimeout(action, self.endpoint, timeout) from None
-            while True:
-                try:
-                    reply = recv_reply(sock)
-                except zmq.Again:
-                    raise RemoteTimeout(action, self.endpoint, timeout) from None
-                if reply is not None and len(reply) >= 4 and reply[3] == msgid:
-                    return reply
-                # a late reply to an earlier call that timed out: drop it
-                logger.debug("dropping a stale reply from %s", self.endpoint)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RemoteTimeout(action, self.endpoint, timeout)
-                sock.setsockopt(zmq.RCVTIMEO, max(1, int(remaining * 1000)))
-                self.timeout_ms = -1
-
-    def close(self) -> None:
-        close_owned(self, lambda: self.sock.close(linger=0))
-
-
-class _ChannelHolder:
-    """Per-thread storage whose collection (at thread exit) closes its channels."""
-
-    def __init__(self) -> None:
-        self.channels: Dict[str, _Channel] = {}
-
-    def __del__(self) -> None:
-        for ch in self.channels.values():
-            try:
-                ch.close()
-            except Exception:
-                pass
-
-
-class _Subscription:
-    """A topic this agent listens to, with the sink called on the I/O thread."""
-
-    __slots__ = ("sender", "topic", "sink", "prefix")
-
-    def __init__(self, sender: str, topic: str, sink: Callable[[Envelope, List[bytes]], None]) -> None:
-        self.sender, self.topic, self.sink = sender, topic, sink
-        self.prefix = header(sender, topic)
-
-
-class Agent(Serving):
+class Agent:
     """Sends and serves requests, publishes and subscribes to notifications.
 
     Parameters
@@ -155,8 +78,8 @@ class Agent(Serving):
 
     Raises
     ------
-    PizcoError
-        If the endpoints cannot be bound or binding would be insecure.
+    BindError
+        If the endpoints cannot be bound (``InsecureBind`` if binding would be insecure).
 
     Thread affinity: any thread; hooks run on the agent's worker thread.
     """
@@ -177,33 +100,19 @@ class Agent(Serving):
         self._stopped = False
         self._stop_lock = threading.Lock()
         self._stopper: Optional[threading.Thread] = None
-        self._local = threading.local()
-        self._channels: "weakref.WeakSet[_Channel]" = weakref.WeakSet()
-        self._all_channels: List["weakref.ref[_Channel]"] = []
-        self._subs: Dict[Tuple[str, str], _Subscription] = {}
-        self._sub_sock: Optional[zmq.Socket] = None
-        self._sub_connected: Dict[str, int] = {}
-        self._last_rx = 0.0
-        self._async_socks: Dict[str, zmq.Socket] = {}
-        self._async_pending: Dict[str, Tuple[concurrent.futures.Future, Callable]] = {}
-        self._ack_events: Dict[str, threading.Event] = {}
-        self._pubq: "collections.deque[List[Any]]" = collections.deque()
-        self._pub_scheduled = False
-        self._xpub: Optional[zmq.Socket] = None
-        self._xpub_counts: Dict[str, int] = {}
-        self._handled_counts: Dict[str, int] = {}
-        self._worker: Optional[threading.Thread] = None
-        self._worker_cmds: "collections.deque[Callable[[], None]]" = collections.deque()
-        self._worker_wake: Optional[Tuple[_socket.socket, _socket.socket]] = None
-        self._wake_sock: Optional[zmq.Socket] = None
-        self._wake_lock = threading.Lock()
-        self._wake_id = b"pizco-wake-" + uuid.uuid4().bytes
-        self._worker_running = False
-        self._worker_busy = False
+        self._sub_pub: Dict[Tuple[str, str], Tuple[str, Optional[str]]] = {}
         self.rep_endpoint: str = ""
         self.pub_endpoint: str = ""
-        self.sender: str = f"urn:pizco_qt:{_id_prefix}:{os.getpid()}:{id(self):x}"
         self._io = iothread.acquire()
+        self._sender = f"urn:pizco_qt:{_id_prefix}:{os.getpid()}:{id(self):x}"
+        #: The requesting part (synchronous and non-blocking requests).
+        self.requester = Requester(self.protocol, self._io, curve, self._sender)
+        #: The subscribing part (the SUB socket).
+        self.subscriber = Subscriber(self.protocol, self._io, curve)
+        #: The answering part (ROUTER and worker thread); None until bound.
+        self.answerer: Optional[Answerer] = None
+        #: The publishing part (XPUB); None until bound.
+        self.publisher: Optional[Publisher] = None
         _live_agents.add(self)
         if _bind:
             try:
@@ -213,13 +122,77 @@ class Agent(Serving):
                 self.stop()
                 raise
 
+    @property
+    def io(self) -> iothread.IOThread:
+        """The I/O thread that owns this agent's long-lived sockets (its ``call_later`` and ``submit``)."""
+        return self._io
+
+    @property
+    def sender(self) -> str:
+        """This agent's identity in message headers: its REP endpoint once bound."""
+        return self._sender
+
+    @sender.setter
+    def sender(self, value: str) -> None:
+        self._sender = value
+        self.requester.sender = value
+        for part in (self.answerer, self.publisher):
+            if part is not None:
+                part.sender = value
+
+    # ------------------------------------------------------------------ binding
+    def _bind(self, rep: str, pub: str, allow_insecure: bool) -> None:
+        for ep in (rep, pub):
+            check_bind_allowed(ep, self.protocol, self.curve is not None, allow_insecure)
+        if self.curve is not None:
+            self._zap_domain = register_curve_server(self.curve, iothread.context())
+        answerer = self.answerer = Answerer(self.protocol, self._serve_request, self._configure_server_socket)
+        publisher = self.publisher = Publisher(self.protocol, self._io, self._configure_server_socket,
+                                               self._subscription_changed, answerer.submit,
+                                               self._topic_wanted, answerer.alive)
+        publisher.sender = answerer.sender = self._sender
+        self.pub_endpoint = self._io.call(lambda: publisher.bind(pub), timeout=config.THREAD_START_TIMEOUT)
+        self.rep_endpoint = answerer.bind(rep)
+        self.sender = self.rep_endpoint
+        publisher.start_heartbeat()
+
+    def _configure_server_socket(self, sock: zmq.Socket) -> None:
+        """Options of the ROUTER and XPUB sockets; runs on the socket's owner thread."""
+        sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
+        if self.curve is not None and self._zap_domain is not None:
+            self.curve.configure_server(sock, self._zap_domain)
+
+    def _serve_request(self, env: Envelope, content: Any) -> Any:
+        """Produce the reply content (worker thread; Server overrides it to add thread affinity)."""
+        return self.on_request(env.sender, env.topic, content, env.msgid)
+
+    def _topic_wanted(self, topic: str) -> bool:
+        """Whether a new subscription to ``topic`` is counted and handed to ``on_subscribe``
+        (I/O thread). A plain agent takes every topic; a Server only its signals."""
+        return True
+
+    def _subscription_changed(self, topic: str, count: int, subscribed: bool, done: Callable[[], None]) -> None:
+        """The publisher saw a (un)subscription: run the hook on the worker thread (I/O thread)."""
+        def event() -> None:
+            try:
+                if subscribed:
+                    self.on_subscribe(topic, count)
+                else:
+                    self.on_unsubscribe(topic, count)
+            finally:
+                done()
+
+        if self.answerer is not None:
+            self.answerer.submit(event)
+
     # ------------------------------------------------------------------ overridable hooks
     def on_request(self, sender: str, topic: str, content: Any, msgid: str) -> Any:
         """Answer a request (worker thread). The base agent answers 'info' and 'stop'."""
         if content == "info":
             return self._info()
         if content == "stop":
-            self._worker_submit(self._stop_from_worker)
+            if self.answerer is not None:
+                self.answerer.submit(self._stop_from_worker)
             return "stopping"
         return None
 
@@ -243,21 +216,7 @@ class Agent(Serving):
     def on_unsubscribe(self, topic: str, count: int) -> None:
         """A SUB socket unsubscribed from ``topic``; ``count`` subscribers left (worker thread)."""
 
-    # ------------------------------------------------------------------ synchronous requests
-    def _channel(self, endpoint: str) -> _Channel:
-        holder = getattr(self._local, "holder", None)
-        if holder is None:
-            holder = self._local.holder = _ChannelHolder()
-        ch = holder.channels.get(endpoint)
-        if ch is None or ch.closed:
-            if self._stopped:
-                raise PizcoError(f"this agent is stopped; cannot reach {endpoint}")
-            ch = _Channel(endpoint) if self.curve is None or not self.curve.is_client else \
-                CurveChannel(endpoint, self.curve, iothread.context())
-            holder.channels[endpoint] = ch
-            self._all_channels.append(weakref.ref(ch))
-        return ch
-
+    # ------------------------------------------------------------------ requests
     def request_frames(self, endpoint: str, content: Any, timeout: Optional[float] = None,
                        action: str = "request", serializer: Optional[str] = None,
                        compact: bool = False) -> List[bytes]:
@@ -266,14 +225,9 @@ class Agent(Serving):
         ``compact=True`` (only for servers that advertise the ``compact``
         capability) sends a small request as one compact frame.
         """
-        timeout = config.timeout() if timeout is None else timeout
-        msgid = new_msgid()
-        ch = self._channel(endpoint)
-        if compact and ch.compact:
-            frames = self.protocol.encode_compact(self.sender, "", content, msgid, serializer)
-        else:
-            frames = self.protocol.encode(self.sender, "", content, msgid, serializer)
-        return ch.roundtrip(frames, msgid.encode("utf-8"), timeout, action)
+        if self._stopped:
+            raise PizcoError(f"this agent is stopped; cannot reach {endpoint}")
+        return self.requester.request_frames(endpoint, content, timeout, action, serializer, compact)
 
     def request(self, recipient: str, content: Any, timeout: Optional[float] = None) -> Any:
         """Send ``content`` to the agent at ``recipient`` and return its reply content.
@@ -285,10 +239,8 @@ class Agent(Serving):
         ProtocolError
             The reply is badly signed or cannot be decoded.
         """
-        reply = self.request_frames(recipient, content, timeout)
-        return self.protocol.decode(reply).content
+        return read_reply(self.protocol, self.request_frames(recipient, content, timeout))
 
-    # ------------------------------------------------------------------ non-blocking requests (I/O thread)
     def request_async(self, endpoint: str, content: Any,
                       on_reply: Optional[Callable[[List[bytes]], Any]] = None,
                       serializer: Optional[str] = None) -> "concurrent.futures.Future[Any]":
@@ -297,167 +249,13 @@ class Agent(Serving):
         ``on_reply(frames)`` (run on the dispatcher thread) may turn the raw reply
         into the Future's result; by default the decoded content is the result.
         """
-        fut: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
-        msgid = new_msgid()
-        frames = self.protocol.encode(self.sender, "", content, msgid, serializer)
-        self._async_pending[msgid] = (fut, on_reply or (lambda f: self.protocol.decode(f).content))
-
-        def send() -> None:
-            sock = self._async_sock(endpoint)
-            try:
-                send_frames(sock, [b""] + frames, zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                entry = self._async_pending.pop(msgid, None)
-                if entry is not None:
-                    error = PizcoError(f"cannot send to {endpoint}: {exc}")
-                    dispatcher.post(lambda: _fail(entry[0], error))
-
-        self._io.submit(send)
-        return fut
+        return self.requester.request_async(endpoint, content, on_reply, serializer)
 
     def forget_async(self, fut: concurrent.futures.Future) -> None:
         """Stop waiting for the reply of a non-blocking request (it will be discarded)."""
-        for key, (f, _) in list(self._async_pending.items()):
-            if f is fut:
-                self._async_pending.pop(key, None)
+        self.requester.forget(fut)
 
-    def _async_sock(self, endpoint: str) -> zmq.Socket:
-        sock = self._async_socks.get(endpoint)
-        if sock is None:
-            sock = iothread.context().socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, config.DEFAULT_HWM)
-            if self.curve is not None:
-                self.curve.configure_client(sock)
-            sock.connect(endpoint)
-            self._async_socks[endpoint] = sock
-            self._io.register(sock, self._on_async_readable)
-        return sock
-
-    def _on_async_readable(self, sock: zmq.Socket) -> None:
-        for _ in range(1000):
-            try:
-                frames = recv_frames(sock, zmq.NOBLOCK, 6)
-            except zmq.Again:
-                return
-            if len(frames) < 6 or frames[0] != b"":
-                continue
-            try:
-                msgid = frames[4].decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            entry = self._async_pending.pop(msgid, None)
-            if entry is None:
-                continue
-            fut, convert = entry
-            body = frames[1:]
-            dispatcher.post(lambda fut=fut, convert=convert, body=body: _resolve(fut, convert, body))
-
-    # ------------------------------------------------------------------ subscriptions (I/O thread)
-    def _ensure_sub(self) -> zmq.Socket:
-        sock = self._sub_sock
-        if sock is None:
-            sock = iothread.context().socket(zmq.SUB)
-            sock.setsockopt(zmq.RCVHWM, config.DEFAULT_HWM)
-            sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
-            if self.curve is not None:
-                self.curve.configure_client(sock)
-            self._sub_sock = sock
-            self._io.register(sock, self._on_sub_readable)
-        return sock
-
-    def _sub_connect(self, pub_endpoint: str) -> None:
-        sock = self._ensure_sub()
-        n = self._sub_connected.get(pub_endpoint, 0)
-        if n == 0:
-            sock.connect(pub_endpoint)
-        self._sub_connected[pub_endpoint] = n + 1
-
-    def _sub_disconnect(self, pub_endpoint: str) -> None:
-        n = self._sub_connected.get(pub_endpoint, 0) - 1
-        if n <= 0:
-            self._sub_connected.pop(pub_endpoint, None)
-            self._rebuild_sub()
-        else:
-            self._sub_connected[pub_endpoint] = n
-
-    def _sub_replace(self, old: str, new: str) -> None:
-        """Move this agent's subscriptions from PUB endpoint ``old`` to ``new`` on a fresh socket."""
-        n = self._sub_connected.pop(old, 0)
-        self._sub_connected[new] = self._sub_connected.get(new, 0) + max(n, 1)
-        self._rebuild_sub()
-
-    def _rebuild_sub(self) -> None:
-        """Replace the SUB socket by a fresh one with the same connections and subscriptions.
-
-        libzmq can abort in a SUB socket's fair queue when ``disconnect()`` drops a
-        pipe that still holds messages, so endpoints are never disconnected from a
-        live SUB: the whole socket is closed (dropping what it held) and rebuilt.
-        """
-        old = self._sub_sock
-        if old is None:
-            return
-        self._io.unregister(old, close=False)
-        old.close(linger=0)
-        self._sub_sock = None
-        if not self._sub_connected and not self._subs:
-            return
-        sock = self._ensure_sub()
-        for endpoint in self._sub_connected:
-            sock.connect(endpoint)
-        for sub in self._subs.values():
-            sock.setsockopt(zmq.SUBSCRIBE, sub.prefix)
-
-    def _add_sub(self, sender: str, topic: str, sink: Callable[[Envelope, List[bytes]], None]) -> None:
-        sub = _Subscription(sender, topic, sink)
-        self._subs[(sender, topic)] = sub
-        self._ensure_sub().setsockopt(zmq.SUBSCRIBE, sub.prefix)
-
-    def _remove_sub(self, sender: str, topic: str) -> None:
-        sub = self._subs.pop((sender, topic), None)
-        if sub is not None and self._sub_sock is not None:
-            self._sub_sock.setsockopt(zmq.UNSUBSCRIBE, sub.prefix)
-
-    def _on_sub_readable(self, sock: zmq.Socket) -> None:
-        with held_schedules():  # one batch per target thread for what is readable now
-            self._drain_sub(sock)
-
-    def _drain_sub(self, sock: zmq.Socket) -> None:
-        check = self.protocol.check
-        subs = self._subs
-        for _ in range(2000):
-            try:
-                frames = recv_frames(sock, zmq.NOBLOCK, 5)
-            except zmq.Again:
-                return
-            self._last_rx = time.monotonic()  # any notification is a sign of life
-            try:
-                env = check(frames)
-            except ProtocolError as exc:
-                logger.warning("dropping a notification: %s", exc)
-                continue
-            sub = subs.get((env.sender, env.topic))
-            if sub is not None:
-                try:
-                    sub.sink(env, frames)
-                except Exception:
-                    report_exception("a subscription sink")
-
-    def _request_ack(self, sender: str, timeout: float) -> bool:
-        """Wait until the publisher has seen every subscription made so far (bounded)."""
-        token = f"{ACK_PREFIX}{new_msgid()}"
-        event = threading.Event()
-
-        def sink(env: Envelope, frames: List[bytes]) -> None:
-            event.set()
-            self._remove_sub(sender, token)
-
-        self._io.submit(lambda: self._add_sub(sender, token, sink))
-        ok = event.wait(timeout)
-        if not ok:
-            self._io.submit(lambda: self._remove_sub(sender, token))
-        return ok
-
+    # ------------------------------------------------------------------ subscriptions
     def subscribe(self, rep_endpoint: str, topic: str, callback: Optional[Callable[..., Any]] = None,
                   pub_endpoint: Optional[str] = None) -> None:
         """Receive notifications on ``topic`` from the agent at ``rep_endpoint``.
@@ -471,14 +269,12 @@ class Agent(Serving):
             sender = info.get("rep_endpoint", rep_endpoint)
             pub = connectable(info["pub_endpoint"], rep_endpoint)
             ack = "ack" in info.get("capabilities", ())
-        target = current_target()
-        cb = callback or self.on_notification
-        sink = self._delivering_sink(target, cb)
-        self._io.call(lambda: (self._sub_connect(pub), self._add_sub(sender, topic, sink)))
-        self._sub_pub = getattr(self, "_sub_pub", {})
+        sink = self._delivering_sink(current_target(), callback or self.on_notification)
+        subscriber = self.subscriber
+        self._io.call(lambda: (subscriber.connect(pub), subscriber.add(sender, topic, sink)))
         self._sub_pub[(rep_endpoint, topic)] = (sender, pub)
         if ack:
-            self._request_ack(sender, config.timeout())
+            subscriber.request_ack(sender, config.timeout())
 
     def _delivering_sink(self, target: Target, cb: Callable[..., Any]) -> Callable[[Envelope, List[bytes]], None]:
         loads = self.protocol.loads
@@ -492,8 +288,23 @@ class Agent(Serving):
 
     def unsubscribe(self, rep_endpoint: str, topic: str, pub_endpoint: Optional[str] = None) -> None:
         """Stop receiving ``topic`` from the agent at ``rep_endpoint``."""
-        sender, pub = getattr(self, "_sub_pub", {}).pop((rep_endpoint, topic), (rep_endpoint, pub_endpoint))
-        self._io.call(lambda: (self._remove_sub(sender, topic), pub and self._sub_disconnect(pub)))
+        sender, pub = self._sub_pub.pop((rep_endpoint, topic), (rep_endpoint, pub_endpoint))
+        subscriber = self.subscriber
+        self._io.call(lambda: (subscriber.remove(sender, topic), pub and subscriber.disconnect(pub)))
+
+    # ------------------------------------------------------------------ publishing
+    def publish(self, topic: str, content: Any) -> None:
+        """Publish ``content`` on ``topic`` (any thread; never blocks; nothing if not bound)."""
+        if self.publisher is not None:
+            self.publisher.publish(topic, content)
+
+    def subscriber_count(self, topic: str) -> int:
+        """How many SUB sockets subscribe to ``topic`` of this agent.
+
+        The count changes after ``on_subscribe``/``on_unsubscribe`` has run, so once it
+        shows a subscriber, the server is connected to the served signal.
+        """
+        return self.publisher.subscriber_count(topic) if self.publisher is not None else 0
 
     # ------------------------------------------------------------------ stopping
     @property
@@ -516,29 +327,13 @@ class Agent(Serving):
             return
         deadline = time.monotonic() + timeout
         self._before_stop()
-        io = self._io
         try:
-            io.call(self._close_io_sockets, timeout=max(0.1, deadline - time.monotonic()))
+            self._io.call(self._close_io_sockets, timeout=max(0.1, deadline - time.monotonic()))
         except Exception:
             logger.debug("closing I/O sockets", exc_info=True)
-        worker = self._worker
-        if worker is not None:
-            self._worker_running = False
-            self._worker_submit(lambda: None)
-            if threading.current_thread() is not worker:
-                worker.join(max(0.05, deadline - time.monotonic()))
-                if worker.is_alive():
-                    logger.warning("the server thread of %s is still inside user code; "
-                                   "left running as a daemon, its late reply will be discarded",
-                                   self.rep_endpoint)
-        for ref in self._all_channels:
-            ch = ref()
-            if ch is not None:
-                ch.close()
-        self._all_channels.clear()
-        for fut, _ in list(self._async_pending.values()):
-            fut.cancel()
-        self._async_pending.clear()
+        if self.answerer is not None:
+            self.answerer.stop(deadline - time.monotonic())
+        self.requester.close()
         if self._zap_domain is not None:
             unregister_curve_server(self._zap_domain)
         _live_agents.discard(self)
@@ -548,52 +343,10 @@ class Agent(Serving):
         """Hook: runs first in stop() (unregister, cancel futures...)."""
 
     def _close_io_sockets(self) -> None:
-        self._flush_publications()
-        io = self._io
-        for sock in [self._xpub, self._sub_sock, *self._async_socks.values()]:
-            if sock is not None:
-                io.unregister(sock)
-        self._xpub = None
-        self._sub_sock = None
-        self._async_socks.clear()
-        self._subs.clear()
-
-
-def _resolve(fut: concurrent.futures.Future, convert: Callable[[List[bytes]], Any], frames: List[bytes]) -> None:
-    if fut.done():
-        return
-    try:
-        result = convert(frames)
-    except BaseException as exc:
-        _fail(fut, exc)
-        return
-    if isinstance(result, concurrent.futures.Future) and result is not fut:
-        # chained: the reply registered a server-side future
-        def copy(src: concurrent.futures.Future) -> None:
-            if fut.done():
-                return
-            try:
-                if src.cancelled():
-                    fut.cancel()
-                elif src.exception() is not None:
-                    fut.set_exception(src.exception())
-                else:
-                    fut.set_result(src.result())
-            except concurrent.futures.InvalidStateError:
-                pass
-        result.add_done_callback(copy)
-        return
-    try:
-        fut.set_result(result)
-    except concurrent.futures.InvalidStateError:
-        pass
-
-
-def _fail(fut: concurrent.futures.Future, exc: BaseException) -> None:
-    try:
-        fut.set_exception(exc)
-    except concurrent.futures.InvalidStateError:
-        pass
+        if self.publisher is not None:
+            self.publisher.close()
+        self.subscriber.close()
+        self.requester.close_sockets()
 
 
 def stop_all_agents() -> None:

@@ -16,7 +16,7 @@ turns of the event loop (the reads of widgets bound in one turn share one
 request).
 
 QtWidgets is imported only inside the function that receives a widget
-(``_adapters._adapter_for``), so ``import pizco_qt`` stays free of it.
+(``widget_adapters.adapter_for``), so ``import pizco_qt`` stays free of it.
 
 Thread affinity: call ``bind`` in the widget's thread (the GUI thread); every
 update and slot of a binding runs there.
@@ -28,7 +28,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from ._qt import QObject, QtCore, QThread, Signal, is_deleted
-from ._adapters import _adapter_for
+from .widget_adapters import adapter_for
 from .delivery import current_target
 from ._qt import on_destroyed
 from .polling import Watch, _check_interval, _core_of, watch
@@ -143,7 +143,7 @@ class Binding(QObject):
     def __init__(self, widget: Any, proxy: Any, name: str, signal: Optional[str],
                  interval: Optional[float], fmt: Any) -> None:
         core = _core_of(proxy)
-        adapter = _adapter_for(widget, fmt)
+        adapter = adapter_for(widget, fmt)
         super().__init__(widget)
         self.widget = widget
         self.name = name

@@ -25,6 +25,10 @@ DEFAULT_SNDHWM = 10_000
 DEFAULT_RCVHWM = 1_000
 #: Linger of every socket on close (ms): stopping never waits longer for unsent data.
 LINGER_MS = 100
+#: Seconds a new server thread (or the I/O thread) has to start before binding fails.
+THREAD_START_TIMEOUT = 10.0
+#: Seconds between two log lines for the same reason of a rejected request.
+REJECT_LOG_INTERVAL = 1.0
 
 
 def _float(name: str, default: float) -> float:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 from ._qt import QObject, Signal
 from .delivery import current_target
 
-__all__ = ["FutureWatcher", "watch_future", "RemoteFuture"]
+__all__ = ["FutureWatcher", "RemoteFuture", "settle", "copy_outcome"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ class RemoteFuture(concurrent.futures.Future):
     def __init__(self) -> None:
         super().__init__()
         self._on_cancel: Optional[Callable[[], None]] = None
+
+    def on_cancel(self, hook: Optional[Callable[[], None]]) -> None:
+        """Run ``hook`` (once) when this Future is cancelled: it tells the server, or forgets the reply."""
+        self._on_cancel = hook
 
     def cancel(self) -> bool:
         """Cancel locally at once and ask the server to cancel; later results are discarded."""
@@ -48,7 +52,8 @@ class RemoteFuture(concurrent.futures.Future):
         return True
 
 
-def _settle(fut: concurrent.futures.Future, result: Any = None, exc: Optional[BaseException] = None) -> None:
+def settle(fut: concurrent.futures.Future, result: Any = None, exc: Optional[BaseException] = None) -> None:
+    """Give ``fut`` its result (or exception ``exc``); an outcome arriving after a cancel is discarded."""
     try:
         if exc is not None:
             fut.set_exception(exc)
@@ -56,6 +61,18 @@ def _settle(fut: concurrent.futures.Future, result: Any = None, exc: Optional[Ba
             fut.set_result(result)
     except concurrent.futures.InvalidStateError:
         pass  # cancelled meanwhile: the late outcome is discarded
+
+
+def copy_outcome(src: concurrent.futures.Future, dst: concurrent.futures.Future) -> None:
+    """Give ``dst`` the outcome of the finished ``src``: its result, its exception, or its cancellation."""
+    if dst.done():
+        return
+    if src.cancelled():
+        dst.cancel()
+    elif src.exception() is not None:
+        settle(dst, exc=src.exception())
+    else:
+        settle(dst, src.result())
 
 
 class FutureWatcher(QObject):
@@ -95,14 +112,3 @@ class FutureWatcher(QObject):
     def cancel(self) -> bool:
         """Cancel the watched future."""
         return self.future.cancel()
-
-
-def watch_future(future: concurrent.futures.Future, on_result: Any = None, on_error: Any = None,
-                 parent: Optional[QObject] = None) -> FutureWatcher:
-    """Connect ``on_result``/``on_error`` to a new FutureWatcher and return it (keep a reference)."""
-    watcher = FutureWatcher(future, parent)
-    if on_result is not None:
-        watcher.finished.connect(on_result)
-    if on_error is not None:
-        watcher.failed.connect(on_error)
-    return watcher

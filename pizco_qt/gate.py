@@ -145,7 +145,8 @@ def topic_allowed(server: Any, topic: str) -> bool:
         return False
     obj = getattr(server, "served_object", None)
     if obj is None:
-        counts = getattr(server, "_xpub_counts", {})
+        publisher = getattr(server, "publisher", None)
+        counts = publisher.counts() if publisher is not None else {}
         return topic in counts or len(counts) < MAX_PENDING_TOPICS
     return is_static_signal(obj, topic)
 

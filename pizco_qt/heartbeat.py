@@ -6,25 +6,27 @@ life), then probes the REP endpoint with 'info', moves its subscriptions to the
 server's (possibly new) PUB endpoint, and declares it regained once the server
 has acknowledged them, so every emission after ``regained`` is delivered.
 
-Thread affinity: ``Liveness`` methods run on the I/O thread; ``ConnectionState``
-lives in the thread that created the proxy and its signals are emitted through
-the delivery path.
+The liveness part of a proxy's core owns that state (alive, last sign of life,
+probing, confirming) and works through the core's public interface: its server
+info (``sender``, ``pub``, ``caps``, ``period``, ``tracking``, ``apply_info``),
+its ``requester`` and ``subscriber`` parts, its ``io`` thread and its
+``connection`` object.
+
+Thread affinity: ``Liveness`` methods run on the I/O thread unless noted;
+``ConnectionState`` lives in the thread that created the proxy and its signals
+are emitted through the delivery path.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
-from . import config
 from ._qt import QObject, Signal
-from .agent import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, Agent, connectable, new_msgid
-from .delivery import dispatcher
 from .errors import ConnectionLost
-from .futures import _settle
-from .protocol import Envelope
+from .protocol import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, Envelope, new_msgid
+from .requesting import Requester
 
 logger = logging.getLogger(__name__)
 
@@ -49,27 +51,45 @@ class ConnectionState(QObject):
         """Whether the server is believed to be alive."""
         return self._alive
 
+    def announce(self, alive: bool) -> None:
+        """Record the new state and emit ``lost`` or ``regained`` (the thread that owns it)."""
+        try:
+            self._alive = alive
+            (self.regained if alive else self.lost).emit()
+        except RuntimeError:
+            pass  # the state object is gone with its thread
+
 
 class Liveness:
-    """The heartbeat and reconnection half of a proxy's core (mixed into ``_ProxyCore``)."""
+    """The heartbeat and reconnection part of a proxy's core (see the module docstring)."""
 
-    # ---------------------------------------------------------------- info / liveness (I/O thread)
-    def apply_info(self, info: Dict[str, Any]) -> None:
-        self.sender = info.get("rep_endpoint", self.endpoint)
-        self.pub = connectable(info["pub_endpoint"], self.endpoint)
-        self.caps = frozenset(info.get("capabilities", ()))
-        self.period = float(info.get("heartbeat", config.heartbeat()))
-        self.tracking = "heartbeat" in self.caps
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        #: Whether the server is believed to be alive (read from any thread).
+        self.alive = True
+        self._last_seen = time.monotonic()
+        self._probing = False
+        self._checking = False
+        self._confirming: Optional[str] = None
+        self._rewired = time.monotonic()
 
-    def _subscribe_internal(self) -> None:
-        agent = self.agent
-        agent._sub_connect(self.pub)
-        agent._add_sub(self.sender, FUTURE_TOPIC, self._on_future_frames)
-        if "heartbeat" in self.caps:
-            agent._add_sub(self.sender, HEARTBEAT_TOPIC, self._on_heartbeat)
+    @property
+    def last_seen(self) -> float:
+        """``time.monotonic()`` of the last heartbeat (or of becoming alive)."""
+        return self._last_seen
+
+    # ---------------------------------------------------------------- subscriptions (I/O thread)
+    def subscribe_internal(self, future_sink: Any) -> None:
+        """Connect to the server's PUB endpoint and listen to its futures and heartbeats."""
+        core = self.core
+        subscriber = core.subscriber
+        subscriber.connect(core.pub)
+        subscriber.add(core.sender, FUTURE_TOPIC, future_sink)
+        if "heartbeat" in core.caps:
+            subscriber.add(core.sender, HEARTBEAT_TOPIC, self._on_heartbeat)
 
     def _on_heartbeat(self, env: Envelope, frames: List[bytes]) -> None:
-        self.last_seen = time.monotonic()
+        self._last_seen = time.monotonic()
         if not self.alive:
             self._confirm()
 
@@ -81,101 +101,106 @@ class Liveness:
         follows them on the same pipe, so when it comes back every remote signal
         connection is active on the server and 'regained' can promise delivery.
         """
-        if "ack" not in self.caps:
-            self._set_alive(True)
+        core = self.core
+        if "ack" not in core.caps:
+            self.set_alive(True)
             return
-        if self.confirming is not None:
+        if self._confirming is not None:
             return
-        agent = self.agent
-        token = self.confirming = f"{ACK_PREFIX}{new_msgid()}"
-        sender = self.sender
+        subscriber = core.subscriber
+        token = self._confirming = f"{ACK_PREFIX}{new_msgid()}"
+        sender = core.sender
 
         def finish(*_: Any) -> None:
-            if self.confirming == token:
-                self.confirming = None
-                agent._remove_sub(sender, token)
-                self._set_alive(True)
+            if self._confirming == token:
+                self._confirming = None
+                subscriber.remove(sender, token)
+                self.set_alive(True)
 
-        agent._add_sub(sender, token, finish)
-        agent._io.call_later(self.timeout, finish)  # an old or busy server: regained anyway
+        subscriber.add(sender, token, finish)
+        core.io.call_later(core.timeout, finish)  # an old or busy server: regained anyway
 
-    def _check_liveness(self) -> None:
-        if self.closed:
+    # ---------------------------------------------------------------- checking (I/O thread)
+    def start_checking(self) -> None:
+        """Check the heartbeat from now on (once; any later call does nothing)."""
+        if not self._checking:
+            self._checking = True
+            self.core.io.call_later(min(self.core.period, 0.5), self._check)
+
+    def _check(self) -> None:
+        core = self.core
+        if core.closed:
             return
-        seen = max(self.last_seen, self.agent._last_rx)  # a flood delays heartbeats, not life
-        if self.alive and time.monotonic() - seen > 3 * self.period:
-            self._set_alive(False)
+        seen = max(self._last_seen, core.subscriber.last_received)  # a flood delays heartbeats, not life
+        if self.alive and time.monotonic() - seen > 3 * core.period:
+            self.set_alive(False)
         if not self.alive:
             self._probe()
-        self.agent._io.call_later(min(self.period, 0.5) if not self.alive else self.period / 2,
-                                  self._check_liveness)
+        core.io.call_later(min(core.period, 0.5) if not self.alive else core.period / 2, self._check)
 
-    def _set_alive(self, alive: bool) -> None:
-        if self.alive == alive or self.closed:
+    def call_timed_out(self) -> None:
+        """A synchronous call got no answer (any thread): without heartbeats, that means lost."""
+        if not self.core.tracking:
+            self.core.io.submit(lambda: (self.set_alive(False), self.start_checking()))
+
+    def call_answered(self) -> None:
+        """A synchronous call was answered (any thread)."""
+        if not self.alive:
+            self.core.io.submit(lambda: self.set_alive(True))
+
+    def set_alive(self, alive: bool) -> None:
+        core = self.core
+        if self.alive == alive or core.closed:
             return
         self.alive = alive
-        state = self.connection
         if alive:
-            self.last_seen = time.monotonic()
+            self._last_seen = time.monotonic()
         else:
             # drop queued non-blocking calls: nothing is replayed to a restarted server
-            agent = self.agent
-            for sock in list(agent._async_socks.values()):
-                agent._io.unregister(sock)
-            agent._async_socks.clear()
-            pending = list(agent._async_pending.values())
-            agent._async_pending.clear()
-            for fut, _ in pending:
-                dispatcher.post(lambda fut=fut: _settle(fut, exc=ConnectionLost(
-                    f"the server at {self.endpoint} was lost before it answered")))
-
-        def emit() -> None:
-            try:
-                state._alive = alive
-                (state.regained if alive else state.lost).emit()
-            except RuntimeError:
-                pass  # the state object is gone with its thread
-
-        self.target.post(emit)
+            endpoint = core.endpoint
+            core.requester.abandon_all(lambda: ConnectionLost(
+                f"the server at {endpoint} was lost before it answered"))
+        state = core.connection
+        core.target.post(lambda: state.announce(alive))
 
     def _probe(self) -> None:
         """Ask the (possibly restarted) server for its endpoints; I/O thread."""
-        if self.probing:
+        if self._probing:
             return
-        self.probing = True
-        probe = Agent(protocol=self.agent.protocol, curve=self.agent.curve, _bind=False)
+        self._probing = True
+        core = self.core
+        probe = Requester(core.protocol, core.io, core.curve)
 
         def done(fut: concurrent.futures.Future) -> None:
-            self.probing = False
+            self._probing = False
             try:
                 info = fut.result()
             except BaseException:
                 info = None
-            threading.Thread(target=probe.stop, daemon=True).start()
-            if isinstance(info, dict) and not self.closed:
-                self.agent._io.submit(lambda: self._rewire(info))
+            core.io.submit(probe.close_sockets)
+            probe.close()
+            if isinstance(info, dict) and not core.closed:
+                core.io.submit(lambda: self._rewire(info))
 
-        fut = probe.request_async(self.endpoint, "info")
+        fut = probe.request_async(core.endpoint, "info")
         fut.add_done_callback(done)
-        self.agent._io.call_later(max(self.period, 1.0), lambda: fut.cancel())
+        core.io.call_later(max(core.period, 1.0), lambda: fut.cancel())
 
     def _rewire(self, info: Dict[str, Any]) -> None:
-        if self.closed:
+        core = self.core
+        if core.closed:
             return
-        old_pub, old_sender = self.pub, self.sender
-        self.apply_info(info)
-        agent = self.agent
+        old_pub, old_sender = core.pub, core.sender
+        core.apply_info(info)
         now = time.monotonic()
         # The server answers again. A new PUB endpoint needs a new connection; on the
         # same one, a SUB that reconnected by itself may still not have re-sent its
         # subscriptions (no heartbeat comes then), so a fresh connection is made too,
         # at most once per few heartbeat periods so the first heartbeat has time to come.
-        if self.pub != old_pub or now - self.rewired > max(3 * self.period, 1.0):
-            self.rewired = now
-            agent._sub_replace(old_pub, self.pub)
-        if self.sender != old_sender:
-            for (sender, topic), sub in list(agent._subs.items()):
-                agent._remove_sub(sender, topic)
-                agent._add_sub(self.sender, topic, sub.sink)
-        if not self.tracking:
-            self._set_alive(True)  # else the next heartbeat confirms it (_confirm)
+        if core.pub != old_pub or now - self._rewired > max(3 * core.period, 1.0):
+            self._rewired = now
+            core.subscriber.replace(old_pub, core.pub)
+        if core.sender != old_sender:
+            core.subscriber.rename_sender(core.sender)
+        if not core.tracking:
+            self.set_alive(True)  # else the next heartbeat confirms it (_confirm)

@@ -154,7 +154,7 @@ class _Poller:
             core = self.inflight[0]
             if now - (self.inflight_since or now) < max(core.timeout, 1.0):
                 return  # the reply will schedule the next tick
-            core.agent.forget_async(self.inflight[1])
+            core.forget(self.inflight[1])
             logger.debug("poll of %s took longer than %g s; sending again", core.endpoint, core.timeout)
             self.inflight = None
         due = [e for e in self.entries.values() if e.due <= now + _SLACK]
@@ -242,7 +242,7 @@ _pollers_lock = threading.Lock()
 
 
 def _poller_for(core: Any) -> _Poller:
-    io = core.agent._io
+    io = core.io
     key = (core.sender, id(io))
     with _pollers_lock:
         poller = _pollers.get(key)

@@ -13,25 +13,29 @@ Thread affinity: a Proxy may be shared by every thread.
 """
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import logging
+import os
 import pickle
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import config
-from ._qt import QtCore
-from .agent import Agent, new_msgid
+from . import config, inline, iothread
 from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
 from .errors import (REASON_ATTR, ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, denied_from,
                      raise_remote)
-from .protocol import OOB, Envelope, Protocol
+from .protocol import OOB, Envelope, Protocol, _id_prefix, new_msgid
+from .requesting import Requester
 from .security import CurveConfig
-from .futures import RemoteFuture, _settle
+from .futures import RemoteFuture, copy_outcome, settle
+from .agent import connectable
 from .heartbeat import ConnectionState, Liveness
 from .remote_signals import _Connection, _SignalSub
+from .subscribing import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -72,14 +76,29 @@ class _TolerantUnpickler(pickle.Unpickler):
             return make
 
 
-class _ProxyCore(Liveness):
-    """Everything a Proxy knows and does; holds no reference to the Proxy itself."""
+_live_cores: "weakref.WeakSet[_ProxyCore]" = weakref.WeakSet()
+
+
+class _ProxyCore:
+    """Everything a Proxy knows and does; holds no reference to the Proxy itself.
+
+    Its parts: a ``requester`` (calls), a ``subscriber`` (signals, futures,
+    heartbeats) and a ``liveness`` (lost/regained, reconnection), all working on
+    the I/O thread ``io``.
+    """
 
     def __init__(self, endpoint: str, timeout: Optional[float], protocol: Optional[Protocol],
                  curve: Optional[CurveConfig] = None) -> None:
         self.endpoint = endpoint
         self.timeout = config.timeout() if timeout is None else float(timeout)
-        self.agent = Agent(protocol=protocol, curve=curve, _bind=False)
+        self.protocol = protocol if protocol is not None else Protocol.from_environment()
+        self.curve = curve
+        self.io = iothread.acquire()
+        self.requester = Requester(self.protocol, self.io, curve,
+                                   f"urn:pizco_qt:{_id_prefix}:{os.getpid()}:{id(self):x}")
+        self.subscriber = Subscriber(self.protocol, self.io, curve)
+        self.liveness = Liveness(self)
+        _live_cores.add(self)
         self.closed = False
         self.lock = threading.Lock()
         self.target = current_target()
@@ -90,27 +109,19 @@ class _ProxyCore(Liveness):
         self.remote_names: frozenset = frozenset()
         self.object_names: frozenset = frozenset()
         self.attr_cache: Dict[str, "RemoteAttribute"] = {}
-        self.alive = True
         self.tracking = False
-        self.last_seen = time.monotonic()
-        self.probing = False
-        self.checking = False
-        self.confirming: Optional[str] = None
-        self.rewired = time.monotonic()
-        self.local_server: Any = None
-        self.process: Any = None
         try:
-            info = self.agent.request(endpoint, "info", self.timeout)
+            info = self.requester.request(endpoint, "info", self.timeout)
             if not isinstance(info, dict) or "pub_endpoint" not in info:
                 raise ProtocolError(f"{endpoint} answered 'info' with {info!r}")
         except BaseException:
-            self.agent.stop()
+            self._close_parts()
             raise
         self.apply_info(info)
         try:
-            self.agent._io.call(self._subscribe_internal, timeout=self.timeout)
+            self.io.call(lambda: self.liveness.subscribe_internal(self._on_future_frames), timeout=self.timeout)
             if "ack" in self.caps:
-                self.agent._request_ack(self.sender, self.timeout)
+                self.subscriber.request_ack(self.sender, self.timeout)
             remote, plain = self.call("inspect", {})
             self.remote_names = frozenset(remote or ())
             self.object_names = frozenset(plain or ())
@@ -118,18 +129,27 @@ class _ProxyCore(Liveness):
             self.close()
             raise
         if self.tracking:
-            self._start_probing()
+            self.io.submit(self.liveness.start_checking)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the server is believed to be alive."""
+        return self.liveness.alive
 
     def apply_info(self, info: Dict[str, Any]) -> None:
         """Take in the server's 'info': endpoints, heartbeat and what the requests may use."""
-        super().apply_info(info)
-        ser = self.agent.protocol.serializer
+        self.sender = info.get("rep_endpoint", self.endpoint)
+        self.pub = connectable(info["pub_endpoint"], self.endpoint)
+        self.caps = frozenset(info.get("capabilities", ()))
+        self.period = float(info.get("heartbeat", config.heartbeat()))
+        self.tracking = "heartbeat" in self.caps
+        ser = self.protocol.serializer
         self.req_serializer = OOB if ("oob" in self.caps and ser == "pickle") else ser
         self.compact = "compact" in self.caps
 
     # ---------------------------------------------------------------- futures
     def _on_future_frames(self, env: Envelope, frames: List[bytes]) -> None:
-        loads = self.agent.protocol.loads
+        loads = self.protocol.loads
         dispatcher.post(lambda: self._on_future(loads(env.serializer, frames[2], frames[5:])))
 
     def _on_future(self, content: Any) -> None:
@@ -160,13 +180,13 @@ class _ProxyCore(Liveness):
                 exc = RemoteError(type(exc).__name__, str(exc))
             elif not isinstance(exc, Exception):
                 exc = _remote_base_exception(exc, [])
-            _settle(fut, exc=exc)
+            settle(fut, exc=exc)
         else:
-            _settle(fut, content.get("result"))
+            settle(fut, content.get("result"))
 
     def register_future(self, msgid: str) -> RemoteFuture:
         fut = RemoteFuture()
-        fut._on_cancel = lambda: self._cancel_remote(msgid)
+        fut.on_cancel(lambda: self._cancel_remote(msgid))
         with self.lock:
             orphan = self.orphans.pop(msgid, None)
             if orphan is None:
@@ -179,12 +199,12 @@ class _ProxyCore(Liveness):
         with self.lock:
             self.futures.pop(msgid, None)
         if "cancel" in self.caps and not self.closed:
-            self.agent.request_async(self.endpoint, ("PSMessage", "cancel", {"msgid": msgid}),
-                                     serializer=self.agent.protocol.serializer)
+            self.requester.request_async(self.endpoint, ("PSMessage", "cancel", {"msgid": msgid}),
+                                         serializer=self.protocol.serializer)
 
     # ---------------------------------------------------------------- calls
     def decode(self, frames: List[bytes]) -> Any:
-        protocol = self.agent.protocol
+        protocol = self.protocol
         env = protocol.check(frames)
         try:
             return protocol.loads(env.serializer, frames[2], frames[5:])
@@ -216,55 +236,44 @@ class _ProxyCore(Liveness):
             raise ConnectionLost(f"the server at {self.endpoint} is not answering (lost); "
                                  "the call was not sent")
         content = ("PSMessage", action, options)
-        local = _local_server(self.endpoint)
+        local = inline.server_for(self.endpoint)
         if local is not None:
-            return self.interpret(local.handle_inline(content, new_msgid(), self.agent.protocol.serializer))
+            return self.interpret(local.handle_inline(content, new_msgid(), self.protocol.serializer))
         try:
-            frames = self.agent.request_frames(self.endpoint, content, self.timeout if timeout is None else timeout,
-                                               action, self.req_serializer, self.compact)
+            frames = self.requester.request_frames(self.endpoint, content,
+                                                   self.timeout if timeout is None else timeout,
+                                                   action, self.req_serializer, self.compact)
         except RemoteTimeout:
-            if not self.tracking:
-                self.agent._io.submit(lambda: (self._set_alive(False), self._start_probing()))
+            self.liveness.call_timed_out()
             raise
-        if not self.alive:
-            self.agent._io.submit(lambda: self._set_alive(True))
+        self.liveness.call_answered()
         content = self.decode(frames)
         if type(content) is tuple and len(content) == 3 and content[1] == "return" and content[0] == "PSMessage":
             return content[2]  # the common reply, without interpret()'s other cases
         return self.interpret(content)
 
-    def _start_probing(self) -> None:
-        if not self.checking:
-            self.checking = True
-            self.agent._io.call_later(min(self.period, 0.5), self._check_liveness)
-
     def call_async(self, action: str, options: Dict[str, Any]) -> RemoteFuture:
         fut = RemoteFuture()
         if self.closed or not self.alive:
-            _settle(fut, exc=ConnectionLost(f"the server at {self.endpoint} is not answering"))
+            settle(fut, exc=ConnectionLost(f"the server at {self.endpoint} is not answering"))
             return fut
 
         def convert(frames: List[bytes]) -> Any:
             value = self.interpret(self.decode(frames))
             if isinstance(value, RemoteFuture):
-                fut._on_cancel = value.cancel
+                fut.on_cancel(value.cancel)
             return value
 
-        inner = self.agent.request_async(self.endpoint, ("PSMessage", action, options), convert,
-                                         self.req_serializer)
-        fut._on_cancel = lambda: self.agent.forget_async(inner)
-
-        def relay(src: concurrent.futures.Future) -> None:
-            if src.cancelled():
-                if not fut.done():
-                    fut.cancel()
-            elif src.exception() is not None:
-                _settle(fut, exc=src.exception())
-            else:
-                _settle(fut, src.result())
-
-        inner.add_done_callback(relay)
+        requester = self.requester
+        inner = requester.request_async(self.endpoint, ("PSMessage", action, options), convert,
+                                        self.req_serializer)
+        fut.on_cancel(lambda: requester.forget(inner))
+        inner.add_done_callback(lambda src: copy_outcome(src, fut))
         return fut
+
+    def forget(self, fut: concurrent.futures.Future) -> None:
+        """Stop waiting for the reply of a non-blocking call (it will be discarded)."""
+        self.requester.forget(fut)
 
     # ---------------------------------------------------------------- signals
     def connect(self, topic: str, slot: Any, coalesce: bool = False, wait: bool = True) -> None:
@@ -282,9 +291,10 @@ class _ProxyCore(Liveness):
             first = not sub.active
             sub.active = True
         if first:
-            self.agent._io.call(lambda: self.agent._add_sub(self.sender, topic, sub.sink), timeout=self.timeout)
+            subscriber, sender = self.subscriber, self.sender
+            self.io.call(lambda: subscriber.add(sender, topic, sub.sink), timeout=self.timeout)
             if wait and "ack" in self.caps and self.alive:
-                if not self.agent._request_ack(self.sender, self.timeout):
+                if not subscriber.request_ack(sender, self.timeout):
                     logger.warning("%s did not confirm the subscription to %r within %g s; "
                                    "it stays registered", self.endpoint, topic, self.timeout)
 
@@ -311,7 +321,8 @@ class _ProxyCore(Liveness):
                 return
             sub.active = False
         if not self.closed:
-            self.agent._io.submit(lambda: self.agent._remove_sub(self.sender, sub.topic))
+            subscriber, sender = self.subscriber, self.sender
+            self.io.submit(lambda: subscriber.remove(sender, sub.topic))
 
     def connection_count(self, topic: str) -> int:
         sub = self.signals.get(topic)
@@ -330,32 +341,33 @@ class _ProxyCore(Liveness):
             futures = list(self.futures.values())
             self.futures.clear()
         for fut in futures:
-            super(RemoteFuture, fut).cancel()
-        self.agent.stop()
+            concurrent.futures.Future.cancel(fut)  # locally only: the server is not told
+        self._close_parts()
+
+    def _close_parts(self) -> None:
+        """Close the requester's and the subscriber's sockets and release the I/O thread (once)."""
+        if self not in _live_cores:
+            return
+        _live_cores.discard(self)
+        subscriber, requester = self.subscriber, self.requester
+        try:
+            self.io.call(lambda: (subscriber.close(), requester.close_sockets()), timeout=2.0)
+        except Exception:
+            logger.debug("closing the sockets of a proxy to %s", self.endpoint, exc_info=True)
+        requester.close()
+        iothread.release()
 
 
-_local_servers: Optional[Dict[str, Any]] = None
+def close_all_proxies() -> None:
+    """Close every live proxy's sockets (exit hook: before the I/O thread's own hook)."""
+    for core in list(_live_cores):
+        try:
+            core.close()
+        except Exception:
+            logger.debug("closing a proxy at exit", exc_info=True)
 
 
-def _local_server(endpoint: str) -> Any:
-    global _local_servers
-    servers = _local_servers
-    if servers is None:
-        from .server import _LOCAL_QOBJECT_SERVERS
-
-        servers = _local_servers = _LOCAL_QOBJECT_SERVERS
-    if not servers:  # the common case: no served QObject in this process
-        return None
-    server = servers.get(endpoint)
-    if server is None:
-        return None
-    obj = server._affinity
-    try:
-        if obj is not None and obj.thread() is QtCore.QThread.currentThread():
-            return server
-    except RuntimeError:
-        pass
-    return None
+atexit.register(close_all_proxies)
 
 
 def _rebuild_json_exception(value: Dict[str, Any]) -> BaseException:
@@ -583,7 +595,7 @@ class Proxy:
         try:
             child_gone = process is not None and not process.alive()
             if not core.closed and core.alive and not child_gone:
-                core.agent.request(core.endpoint, "stop", min(core.timeout, 5.0))
+                core.requester.request(core.endpoint, "stop", min(core.timeout, 5.0))
         except (RemoteTimeout, ProtocolError, PizcoError):
             logger.debug("stop request to %s", core.endpoint, exc_info=True)
         finally:
@@ -671,7 +683,7 @@ class Proxy:
 
 
 class _ProxyAgentView:
-    """``proxy._proxy_agent``: the proxy's agent, with Pizco's ``instantiate``."""
+    """``proxy._proxy_agent``: the proxy's requests (``request``, ``request_async``), with Pizco's ``instantiate``."""
 
     def __init__(self, core: _ProxyCore) -> None:
         self._core = core
@@ -685,4 +697,4 @@ class _ProxyAgentView:
         self._core.object_names = frozenset(plain or ())
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._core.agent, name)
+        return getattr(self._core.requester, name)

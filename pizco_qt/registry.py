@@ -4,7 +4,7 @@ A registry is an ordinary pizco_qt server whose served object is a
 :class:`Registry`, at a well-known endpoint (``PZC_REGISTRY``, default
 ``tcp://127.0.0.1:5777``; start one with ``pizco-registry`` or
 :func:`serve_registry`). Servers created with a name join it (see
-:mod:`pizco_qt.registration`, whose public functions are re-exported here):
+:mod:`pizco_qt.registry_client`, whose public functions are re-exported here):
 they reserve the name before binding, register after binding and re-send
 their registration every 2 s. Entries expire 6 s after their last
 registration, at once on a clean stop, and within half a second when the
@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from . import config
 from .errors import PizcoError
-from .registration import (ENTRY_KEYS, EXPIRY, OPTIONAL_KEYS, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT,
+from .registry_client import (ENTRY_KEYS, EXPIRY, OPTIONAL_KEYS, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT,
                            SWEEP_PERIOD,
                            RegistryUnavailable, _HERE, _check_name, _pid_is_dead, lookup, register_server,
                            registry_proxy, release_name, reserve_name, unregister_server)
@@ -286,10 +286,10 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
         srv = ref()
         if srv is None or srv.stopped:
             return
-        srv._worker_submit(registry.expire)
-        srv._io.call_later(SWEEP_PERIOD, sweep)
+        srv.answerer.submit(registry.expire)
+        srv.io.call_later(SWEEP_PERIOD, sweep)
 
-    server._io.call_later(SWEEP_PERIOD, sweep)
+    server.io.call_later(SWEEP_PERIOD, sweep)
     return server
 
 

@@ -179,7 +179,7 @@ class _SignalSub:
     def sink(self, env: Envelope, frames: List[bytes]) -> None:
         conns = self.connections
         if conns:
-            inc = _Incoming(env, frames, self.core.agent.protocol.loads)
+            inc = _Incoming(env, frames, self.core.protocol.loads)
             for conn in conns:
                 conn.push(inc)
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional
 
-from ._frames import close_owned
+from .zmq_io import close_owned
 from .errors import InsecureBind, PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Protocol
 

@@ -19,7 +19,7 @@ import time
 import warnings
 from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
-from . import dispatch as _dispatch
+from . import dispatch as _dispatch, inline
 from . import gate as _gate
 from ._qt import QObject, QtCore, is_qt_signal
 from .agent import FUTURE_TOPIC, Agent, new_msgid
@@ -32,8 +32,6 @@ from .signals import is_signal_like
 logger = logging.getLogger(__name__)
 
 __all__ = ["Server"]
-
-_LOCAL_QOBJECT_SERVERS: Dict[str, "Server"] = {}
 
 
 class Server(Agent):
@@ -109,19 +107,20 @@ class Server(Agent):
         #: Errors raised by served code since the server started.
         self.errors_total = 0
         self._affinity: Any = None
-        self._registration: Any = None
+        #: The registry reservation and registration of ``name`` (None without a name).
+        self.registration: Any = None
         self._caller = QThreadCaller()
         if name is not None:
             # reserve the name before binding: a clash raises here and nothing is bound
             from . import registry
 
             protocol = protocol if protocol is not None else Protocol.from_environment()
-            self._registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint, curve=curve)
+            self.registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint, curve=curve)
         try:
             super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure, curve=curve)
         except BaseException:
-            if self._registration is not None:
-                registry.release_name(self._registration)
+            if self.registration is not None:
+                registry.release_name(self.registration)
             raise
         self._track_affinity()
         if name is not None:
@@ -157,17 +156,25 @@ class Server(Agent):
         """Serve ``obj`` (used by 'instantiate' on an empty server)."""
         self.served_object = obj
         self._track_affinity()
-        for topic in list(self._xpub_counts):
-            if self._xpub_counts[topic] > 0 and not topic.startswith("__"):
-                self.on_subscribe(topic, self._xpub_counts[topic])
+        for topic, count in self.publisher.counts().items():
+            if count > 0 and not topic.startswith("__"):
+                self.on_subscribe(topic, count)
 
     def _track_affinity(self) -> None:
         obj = self.served_object
-        _LOCAL_QOBJECT_SERVERS.pop(self.rep_endpoint, None)
+        inline.discard(self.rep_endpoint)
         self._affinity = None
         if isinstance(obj, QObject):
             self._affinity = obj
-            _LOCAL_QOBJECT_SERVERS[self.rep_endpoint] = self
+            inline.add(self.rep_endpoint, self)
+
+    def in_object_thread(self) -> bool:
+        """Whether the calling thread is the served QObject's thread (False for a plain object)."""
+        obj = self._affinity
+        try:
+            return obj is not None and obj.thread() is QtCore.QThread.currentThread()
+        except RuntimeError:
+            return False
 
     def _object_thread(self) -> Any:
         """The QThread the served QObject must be called in, or None for the worker thread."""
@@ -201,7 +208,7 @@ class Server(Agent):
         return reply
 
     def _call_in_thread(self, thread: Any, fn: Callable[[], Any]) -> Any:
-        reply = self._caller.call(thread, fn, lambda: self._worker_running)
+        reply = self._caller.call(thread, fn, lambda: self.answerer.running)
         if reply is WITHDRAWN:
             exc = ConnectionLost(f"the server at {self.rep_endpoint} stopped before the call could run "
                                  "in its object's thread")
@@ -294,7 +301,7 @@ class Server(Agent):
     def _make_forwarder(self, topic: str) -> Callable[..., None]:
         encode = self.protocol.encode
         sender = self.sender
-        publish = self._publish_frames
+        publish = self.publisher.publish_frames
         emissions = self.emissions
 
         def forward(*args: Any) -> None:
@@ -311,7 +318,7 @@ class Server(Agent):
     @property
     def subscribers(self) -> Dict[str, int]:
         """Subscribed SUB sockets per signal name."""
-        counts = dict(self._handled_counts)  # a snapshot: another thread updates it
+        counts = self.publisher.handled_counts()  # a snapshot: another thread updates it
         return {t: c for t, c in counts.items() if not t.startswith("__") and c > 0}
 
     # ------------------------------------------------------------------ lifecycle
@@ -324,7 +331,7 @@ class Server(Agent):
             self.stop()
 
     def _before_stop(self) -> None:
-        if self._registration is not None:
+        if self.registration is not None:
             try:
                 from . import registry
                 registry.unregister_server(self)
@@ -334,7 +341,7 @@ class Server(Agent):
             self.on_unsubscribe(topic, 0)
         for fut in list(self._futures.values()):
             fut.cancel()
-        _LOCAL_QOBJECT_SERVERS.pop(self.rep_endpoint, None)
+        inline.discard(self.rep_endpoint)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop serving, close the sockets and join the threads (within ``timeout``)."""
@@ -400,10 +407,3 @@ class Server(Agent):
         return serve_in_process(served_cls, args, kwargs, rep_endpoint, pub_endpoint, name=name,
                                 protocol=protocol, gui=gui, verbose=verbose, timeout=timeout, curve=curve)
 
-
-def local_server_for(endpoint: str) -> Optional[Server]:
-    """The in-process server of a QObject at ``endpoint`` (for inline calls), if any."""
-    return _LOCAL_QOBJECT_SERVERS.get(endpoint)
-
-
-__all__ += ["local_server_for", "PizcoError"]

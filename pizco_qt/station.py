@@ -507,7 +507,7 @@ class Station:
         self.stop()
 
     def _registry_answers(self, timeout: float = 0.5) -> bool:
-        from .registration import RegistryUnavailable, lookup
+        from .registry_client import RegistryUnavailable, lookup
 
         try:
             lookup("pizco-station probe", self.registry, timeout=timeout)

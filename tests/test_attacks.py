@@ -197,7 +197,7 @@ def test_private_signal_subscription(closing, private):
         wait_until(lambda: server.subscriber_count("changed") == 1)
         assert ("_hidden" in server._forwarders) is private
         assert (server.subscriber_count("_hidden") == 1) is private
-        assert ("_hidden" in server._xpub_counts) is private
+        assert ("_hidden" in server.publisher.counts()) is private
         with Proxy(server.rep_endpoint, timeout=5) as proxy:
             proxy.bump()
             proxy.fire_hidden()
@@ -224,8 +224,8 @@ def test_reserved_topics_keep_working(served, qtbot, monkeypatch):
     assert proxy.later().result(5) == 42
     wait_until(lambda: server.subscriber_count("__heartbeat__") >= 1)
     core = proxy._proxy_core
-    start = core.last_seen
-    wait_until(lambda: core.last_seen > start)  # heartbeats arrive
+    start = core.liveness.last_seen
+    wait_until(lambda: core.liveness.last_seen > start)  # heartbeats arrive
     assert proxy._proxy_connection.alive()
 
 
@@ -336,7 +336,7 @@ def test_base_exceptions_in_served_code_are_answered_and_the_server_keeps_servin
     assert outcome[0] == "raise"
     reply = raw(server.rep_endpoint, ser).ask("exec", {"name": "exit"})
     assert reply[1] == "raise"
-    assert server._worker.is_alive()
+    assert server.answerer.alive()
     assert [proxy.count() for _ in range(3)] == [1, 2, 3]
 
 
@@ -368,11 +368,11 @@ def test_heartbeats_stop_when_the_worker_thread_dies(closing, monkeypatch, qtbot
     def die(router, frames):
         raise SystemExit("the worker ends")  # outside served code: nothing catches it
 
-    server._handle_raw_request = die
+    monkeypatch.setattr(server.answerer, "_handle", die)
     raw = Raw(server.rep_endpoint)
     try:
         raw.sock.send_multipart([b""] + raw.frames(("PSMessage", "exec", {"name": "count"})))
-        wait_until(lambda: not server._worker.is_alive(), timeout=5)
+        wait_until(lambda: not server.answerer.alive(), timeout=5)
     finally:
         raw.close()
     with qtbot.waitSignal(proxy._proxy_connection.lost, timeout=3000):
@@ -394,14 +394,14 @@ def test_subscriptions_that_are_not_signals_run_nothing_and_leave_no_counters(cl
             sub.setsockopt(zmq.SUBSCRIBE, f"PZC00+{server.sender}+{topic}".encode())
         wait_until(lambda: server.subscriber_count("changed") == 1)
         assert safe.calls == []  # no getter ran (the 'slow' property appends to calls)
-        assert set(server._xpub_counts) <= {"changed", "__heartbeat__", "__future__"}
+        assert set(server.publisher.counts()) <= {"changed", "__heartbeat__", "__future__"}
         assert set(server._forwarders) == {"changed"}
         for topic in junk:
             assert server.subscriber_count(topic) == 0
     finally:
         sub.close(0)
     # the subscriber left: its counters are deleted, not kept at zero
-    wait_until(lambda: "changed" not in server._xpub_counts and "changed" not in server._handled_counts)
+    wait_until(lambda: "changed" not in server.publisher.counts() and "changed" not in server.publisher.handled_counts())
     assert not server._forwarders
     with Proxy(server.rep_endpoint, timeout=5) as proxy:
         assert proxy.bump() == 2
@@ -412,11 +412,11 @@ def test_server_queue_lengths_are_bounded_and_configurable(closing, monkeypatch)
 
     assert config.send_hwm() == 10_000 and config.receive_hwm() == 1_000
     server = closing(Server(Safe()))
-    assert server._io.call(lambda: server._xpub.getsockopt(zmq.SNDHWM)) == 10_000
+    assert server.io.call(lambda: server.publisher._sock.getsockopt(zmq.SNDHWM)) == 10_000
     monkeypatch.setenv("PZC_SNDHWM", "50")
     monkeypatch.setenv("PZC_RCVHWM", "20")
     small = closing(Server(Safe()))
-    assert small._io.call(lambda: small._xpub.getsockopt(zmq.SNDHWM)) == 50
+    assert small.io.call(lambda: small.publisher._sock.getsockopt(zmq.SNDHWM)) == 50
     assert config.receive_hwm() == 20
     monkeypatch.setenv("PZC_SNDHWM", "lots")
     with pytest.raises(ValueError, match="PZC_SNDHWM"):

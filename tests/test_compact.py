@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from pizco_qt import Protocol, Proxy, Server
-from pizco_qt import serving
+from pizco_qt import answering
 from pizco_qt.errors import ProtocolError
 from pizco_qt.protocol import COMPACT, COMPACT_MAX, pack_compact, unpack_compact
 
@@ -28,9 +28,9 @@ def wire(monkeypatch):
     """Records every request a Server handles and every reply it sends: {'requests': [...], 'replies': [...]}."""
     seen = {"requests": [], "replies": []}
     routes = set()
-    handle = serving.Serving._handle_raw_request
-    send = serving.send_frames
-    send_routed = serving.send_routed
+    handle = answering.Answerer._handle
+    send = answering.send_frames
+    send_routed = answering.send_routed
 
     def spy_handle(self, router, frames):
         routes.add(frames[0])
@@ -47,9 +47,9 @@ def wire(monkeypatch):
             seen["replies"].append([route, frame])
         send_routed(sock, route, frame)
 
-    monkeypatch.setattr(serving.Serving, "_handle_raw_request", spy_handle)
-    monkeypatch.setattr(serving, "send_frames", spy_send)
-    monkeypatch.setattr(serving, "send_routed", spy_send_routed)
+    monkeypatch.setattr(answering.Answerer, "_handle", spy_handle)
+    monkeypatch.setattr(answering, "send_frames", spy_send)
+    monkeypatch.setattr(answering, "send_routed", spy_send_routed)
     return seen
 
 

@@ -158,7 +158,7 @@ def test_hostile_subscriptions_at_the_xpub(closing, raw, qtbot):
     stage.position = 7
     qtbot.waitUntil(lambda: got == [7.0], timeout=10000)
     assert server.subscribers.get("position_changed") == 1
-    assert all(count >= 0 for count in server._xpub_counts.values())
+    assert all(count >= 0 for count in server.publisher.counts().values())
     still_serving(server)
 
 

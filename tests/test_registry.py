@@ -186,7 +186,7 @@ def test_a_clash_found_later_is_logged_and_the_server_keeps_serving(monkeypatch,
     monkeypatch.setenv("PZC_REGISTRY", endpoint)
     a = closing(Server(Stage(), name="twin"))
     b = closing(Server(Stage(), name="twin"))
-    with caplog.at_level(logging.WARNING, logger="pizco_qt.registration"):
+    with caplog.at_level(logging.WARNING, logger="pizco_qt.registry_client"):
         reg = closing(registry.serve_registry(endpoint))
         wait_until(lambda: any("already used" in r.getMessage() for r in caplog.records), timeout=10)
     holder = reg.served_object.lookup("twin")["rep_endpoint"]
@@ -482,7 +482,7 @@ def test_a_curve_registry_admits_only_servers_and_clients_with_its_keys(monkeypa
         registry.lookup("secure", curve=mallory)
 
     # a server the registry refuses still serves, unregistered, and says why
-    with caplog.at_level(logging.WARNING, logger="pizco_qt.registration"):
+    with caplog.at_level(logging.WARNING, logger="pizco_qt.registry_client"):
         outsider = closing(Server(Stage(position=5.0), name="outsider"))
     assert any("CURVE" in r.getMessage() and "outsider" in r.getMessage() for r in caplog.records)
     assert closing(Proxy(outsider.rep_endpoint, timeout=5)).position == 5.0
@@ -490,7 +490,7 @@ def test_a_curve_registry_admits_only_servers_and_clients_with_its_keys(monkeypa
 
 
 def test_registrations_do_not_pile_up_while_the_registry_is_away(monkeypatch, closing):
-    from pizco_qt import registration
+    from pizco_qt import registry_client as registration
 
     monkeypatch.setattr(registration, "REFRESH_PERIOD", 0.05)  # many refresh periods in a short test
     endpoint = _free_tcp_endpoint()
@@ -506,8 +506,8 @@ def test_registrations_do_not_pile_up_while_the_registry_is_away(monkeypatch, cl
     server.request_async = counting
     wait_until(lambda: len(sent) >= 10, timeout=10)
     assert set(sent) == {endpoint}
-    assert len(server._async_pending) <= 1  # each unanswered registration is dropped before the next
-    assert list(server._async_socks) in ([], [endpoint])
+    assert server.requester.pending_count() <= 1  # each unanswered registration is dropped before the next
+    assert server.requester.socket_endpoints() in ([], [endpoint])
     reg = closing(registry.serve_registry(endpoint))
     wait_until(lambda: [e["name"] for e in reg.served_object.servers()] == ["patient"], timeout=10)
 

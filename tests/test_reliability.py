@@ -292,7 +292,7 @@ def test_a_stopped_server_freed_on_a_daemon_thread_frees_no_qt_object():
     from pizco_qt import Server, iothread
 
     server = Server(Stage())
-    qthread = weakref.ref(server._io)
+    qthread = weakref.ref(server.io)
     server.stop()
     assert iothread._io is None, "another agent keeps the I/O thread running: the check would prove nothing"
     holder = [server]
@@ -305,7 +305,7 @@ def test_a_stopped_server_freed_on_a_daemon_thread_frees_no_qt_object():
     # the next I/O thread frees it, on the thread that starts the new one
     again = Server(Stage())
     try:
-        assert again._io is not qthread()
+        assert again.io is not qthread()
         assert wait_until(lambda: qthread() is None, timeout=5)
     finally:
         again.stop()
@@ -345,9 +345,9 @@ def test_stop_with_a_call_stuck_in_user_code_is_bounded(closing, caplog):
 
     caller = threading.Thread(target=stuck_call)
     caller.start()
-    wait_until(lambda: server._worker_busy, timeout=5)
-    channels = [ref() for ref in proxy._proxy_core.agent._all_channels]
-    assert channels and all(ch is not None for ch in channels)
+    wait_until(lambda: server.answerer.busy, timeout=5)
+    channels = proxy._proxy_core.requester.channels()
+    assert channels
     t0 = time.monotonic()
     server.stop()
     stopped_in = time.monotonic() - t0

@@ -137,7 +137,7 @@ def test_keyed_subscriber_drops_badly_signed_notifications(tmp_path, closing, qt
     subscriber.subscribe(publisher.rep_endpoint, "topic", lambda s, t, c, m: got.append(c))
     # frames for the same sender and topic, published through the same PUB socket
     bad = rogue.protocol.encode(publisher.rep_endpoint, "topic", Evil(marker), "bad-1")
-    publisher._publish_frames(bad)
+    publisher.publisher.publish_frames(bad)
     publisher.publish("topic", "good")
     qtbot.waitUntil(lambda: got == ["good"], timeout=10000)
     assert not marker.exists()
@@ -161,7 +161,7 @@ def test_key_from_environment(monkeypatch, closing, dealer, tmp_path):
     server = closing(Server(Stage()))
     proxy = closing(Proxy(server.rep_endpoint, timeout=5))
     assert proxy.move_by(2) == 2.0
-    assert server.protocol.hmac_key == b"from-env" and proxy._proxy_core.agent.protocol.hmac_key == b"from-env"
+    assert server.protocol.hmac_key == b"from-env" and proxy._proxy_core.protocol.hmac_key == b"from-env"
     marker = tmp_path / "env-ran-it"
     reply = ask(dealer(server.rep_endpoint),
                 signed(request_parts(("PSMessage", "get", {"name": Evil(marker)})), b""))

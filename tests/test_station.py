@@ -19,7 +19,7 @@ from childproc import HERE, pid_alive, spawn  # noqa: F401  (spawn is a fixture)
 from conftest import ROOT, wait_until
 from pizco_qt import Proxy
 from pizco_qt.process import ProcessStartError
-from pizco_qt.registration import lookup
+from pizco_qt.registry_client import lookup
 from pizco_qt.station import Backoff, Station, StationFileError, load_file, main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process checks")

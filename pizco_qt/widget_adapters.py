@@ -1,6 +1,6 @@
 """How bind() shows a value in each kind of widget and reads the user's edits back.
 
-QtWidgets is imported only inside :func:`_adapter_for`, which receives a
+QtWidgets is imported only inside :func:`adapter_for`, which receives a
 widget, so importing pizco_qt never imports it.
 
 Thread affinity: the widget's thread (the GUI thread).
@@ -198,7 +198,7 @@ class _ComboAdapter(_Adapter):
         return combo.currentText()
 
 
-def _adapter_for(widget: Any, fmt: Any) -> _Adapter:
+def adapter_for(widget: Any, fmt: Any) -> _Adapter:
     from qtpy import QtWidgets as W
 
     if isinstance(widget, W.QDoubleSpinBox):

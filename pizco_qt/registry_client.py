@@ -368,10 +368,10 @@ def register_server(server: Any, name: str) -> None:
     refresh) it is sent without waiting, every 2 s, by a timer on the I/O thread.
     A clash found then is logged; the server keeps serving.
     """
-    reg = server.__dict__.get("_registration")
+    reg = server.registration
     if reg is None or reg.name != name:
         reg = _Registration(name, server.protocol, config.registry_endpoint(), getattr(server, "curve", None))
-        server._registration = reg
+        server.registration = reg
     reg.server_ref = weakref.ref(server)
     server.name = name
     if reg.refused:
@@ -386,8 +386,7 @@ def register_server(server: Any, name: str) -> None:
             pass
         except Exception as exc:
             logger.warning("registering %r at %s failed: %s", name, reg.endpoint, exc)
-    io = server._io
-    io.call_later(first_delay, lambda: _refresh(reg))
+    server.io.call_later(first_delay, lambda: _refresh(reg))
 
 
 def _refresh(reg: _Registration) -> None:
@@ -401,9 +400,7 @@ def _refresh(reg: _Registration) -> None:
         # request and its socket, so nothing piles up while it is away and the next
         # registration goes out on a fresh connection.
         server.forget_async(pending)
-        sock = server._async_socks.pop(reg.endpoint, None)
-        if sock is not None:
-            server._io.unregister(sock)
+        server.requester.drop_socket(reg.endpoint)
     try:
         fut = server.request_async(reg.endpoint, _exec_message("register", (reg.entry(server), reg.token, _HERE)),
                                    lambda frames: _interpret(reg.protocol.decode(frames).content, reg.endpoint))
@@ -412,7 +409,7 @@ def _refresh(reg: _Registration) -> None:
     else:
         reg.pending = fut
         fut.add_done_callback(lambda f: _refreshed(reg, f))
-    server._io.call_later(REFRESH_PERIOD, lambda: _refresh(reg))
+    server.io.call_later(REFRESH_PERIOD, lambda: _refresh(reg))
 
 
 def _refreshed(reg: _Registration, fut: concurrent.futures.Future) -> None:
@@ -428,7 +425,7 @@ def _refreshed(reg: _Registration, fut: concurrent.futures.Future) -> None:
 
 def unregister_server(server: Any) -> None:
     """Remove ``server`` from the registry at once (its clean stop); bounded by 0.5 s."""
-    reg = server.__dict__.get("_registration")
+    reg = server.registration
     if reg is None or reg.stopped:
         return
     reg.stopped = True

@@ -1,0 +1,394 @@
+"""The answering part: a ROUTER socket and the worker thread that answers its requests.
+
+The worker thread owns the ROUTER. It checks each request's envelope and
+signature, decodes the content, asks its ``answer(envelope, content)`` function
+for the reply content and sends the reply (one compact frame to a compact
+request when the reply fits, else the five standard frames). Commands submitted
+from other threads (subscription events, a remote 'stop', the registry's
+sweep) run on the worker between requests, in arrival order.
+
+Thread affinity: ``submit`` and ``stop`` from any thread; the loop on the
+worker thread.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import socket as _socket
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Optional
+
+import zmq
+
+from . import config, iothread
+from .delivery import report_exception
+from .errors import BindError, PizcoError, ProtocolError
+from .protocol import COMPACT, Envelope, Protocol, _id_prefix, unpack_compact
+from .zmq_io import readable, recv_routed, send_frames, send_routed
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Answerer", "bindable", "resolved"]
+
+#: Most requests read in one turn of the polling loop before commands get their turn.
+_BATCH = 256
+
+
+def bindable(endpoint: str) -> str:
+    """The endpoint to give ``bind()``: port 0 becomes ZMQ's wildcard port."""
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        return endpoint[:-2] + ":*"
+    return endpoint
+
+
+def resolved(requested: str, sock: zmq.Socket) -> str:
+    """The endpoint as bound: port 0 resolved as ZMQ reports it, '*' kept."""
+    if requested.startswith("tcp://") and (requested.endswith(":0") or requested.endswith(":*")):
+        last = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return requested.rsplit(":", 1)[0] + ":" + last.rsplit(":", 1)[1]
+    return requested
+
+
+class Answerer:
+    """Owns the ROUTER socket and the worker thread that answers requests.
+
+    Parameters
+    ----------
+    protocol : Protocol
+        Checks requests and encodes replies.
+    answer : callable
+        ``answer(envelope, content)`` returns the reply content (worker thread).
+    configure : callable
+        ``configure(sock)`` applies socket options (size limit, CURVE) before bind.
+    """
+
+    def __init__(self, protocol: Protocol, answer: Callable[[Envelope, Any], Any],
+                 configure: Callable[[zmq.Socket], None]) -> None:
+        self.protocol = protocol
+        self.endpoint = ""
+        #: The identity put in each reply's header (the bound endpoint once bound).
+        self.sender = ""
+        self._answer = answer
+        self._configure = configure
+        self._thread: Optional[threading.Thread] = None
+        self._cmds: "collections.deque[Callable[[], None]]" = collections.deque()
+        self._wake_pair: Optional[Any] = None
+        self._wake_sock: Optional[zmq.Socket] = None
+        self._wake_lock = threading.Lock()
+        self._wake_id = b"pizco-wake-" + uuid.uuid4().bytes
+        self._running = False
+        self._busy = False
+        self._reject_times: Dict[str, float] = {}
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker serves (False once ``stop`` began)."""
+        return self._running
+
+    @property
+    def busy(self) -> bool:
+        """Whether the worker is inside ``answer`` right now."""
+        return self._busy
+
+    def alive(self) -> bool:
+        """Whether the worker thread runs and serves."""
+        worker = self._thread
+        return worker is not None and worker.is_alive() and self._running
+
+    def is_worker(self) -> bool:
+        """Whether the calling thread is the worker."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    # ------------------------------------------------------------------ binding
+    def bind(self, rep: str) -> str:
+        """Bind ``rep`` and start the worker; returns the bound endpoint.
+
+        Raises
+        ------
+        BindError
+            If the endpoint cannot be bound or the worker does not start.
+        """
+        ready = threading.Event()
+        result: Dict[str, Any] = {}
+        self._wake_pair = _socket.socketpair()
+        for s in self._wake_pair:
+            s.setblocking(False)
+        self._running = True
+        self._thread = threading.Thread(target=self._main, args=(rep, ready, result),
+                                        name=f"pizco-server {rep}", daemon=True)
+        self._thread.start()
+        if not ready.wait(config.THREAD_START_TIMEOUT):
+            raise BindError(f"the server thread for {rep} did not start within {config.THREAD_START_TIMEOUT:g} s")
+        if "error" in result:
+            raise BindError(f"cannot bind {rep}: {result['error']}") from result["error"]
+        self.endpoint = self.sender = result["endpoint"]
+        return self.endpoint
+
+    # ------------------------------------------------------------------ worker thread
+    def _main(self, rep: str, ready: threading.Event, result: Dict[str, Any]) -> None:
+        ctx = iothread.context()
+        try:
+            router = ctx.socket(zmq.ROUTER)
+            router.setsockopt(zmq.RCVHWM, config.receive_hwm())
+            self._configure(router)
+            try:
+                router.bind(bindable(rep))
+            except zmq.ZMQError as exc:
+                router.close(linger=0)
+                raise BindError(f"{exc} (is another server using {rep}?)") from exc
+            result["endpoint"] = resolved(rep, router)
+        except BaseException as exc:
+            result["error"] = exc
+            for s in self._wake_pair or ():
+                s.close()
+            ready.set()
+            return
+        wake = self._open_wake(router)
+        ready.set()
+        try:
+            if wake is not None:
+                self._serve_blocking(router, wake)
+            else:
+                self._serve_polling(router)
+        finally:
+            if wake is not None:
+                with self._wake_lock:
+                    self._wake_sock = None
+                wake.close(linger=0)
+            router.close(linger=config.LINGER_MS)
+            for s in self._wake_pair or ():
+                s.close()
+
+    def _serve_polling(self, router: zmq.Socket) -> None:
+        """The worker loop for secured routers: poll the router and a wake-up descriptor."""
+        wake_r = self._wake_pair[0]
+        items = [(router, zmq.POLLIN), (wake_r.fileno(), zmq.POLLIN)]
+        poll = zmq.zmq_poll
+        cmds = self._cmds
+        while self._running:
+            try:
+                events = poll(items, 1000)
+            except zmq.ZMQError:
+                break
+            woken = False
+            for item, _ in events:
+                if item is not router:
+                    woken = True
+                    continue
+                for _ in range(_BATCH):
+                    try:
+                        frames = recv_routed(router, zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._handle(router, frames)
+                    if not self._running or not readable(router):
+                        break
+            if cmds or woken:
+                try:
+                    while wake_r.recv(4096):
+                        pass
+                except (BlockingIOError, OSError):
+                    pass
+                self._run_commands()
+
+    def _open_wake(self, router: zmq.Socket) -> Optional[zmq.Socket]:
+        """An inproc DEALER into the router that wakes the worker (worker thread).
+
+        With it the worker blocks in a receive on the router alone, which answers
+        a request sooner than polling the router and a wake-up descriptor. Only
+        for unsecured routers (a security mechanism would apply to it too).
+        """
+        try:
+            if router.getsockopt(zmq.MECHANISM) != zmq.NULL or router.getsockopt(zmq.ZAP_DOMAIN):
+                return None
+            endpoint = f"inproc://pizco-wake-{_id_prefix}-{id(self):x}"
+            router.bind(endpoint)
+            wake = iothread.context().socket(zmq.DEALER)
+            wake.setsockopt(zmq.LINGER, 0)
+            wake.setsockopt(zmq.ROUTING_ID, self._wake_id)
+            wake.connect(endpoint)
+        except zmq.ZMQError:
+            logger.debug("no inproc wake-up for %s", self.endpoint, exc_info=True)
+            return None
+        with self._wake_lock:
+            self._wake_sock = wake
+        return wake
+
+    def _serve_blocking(self, router: zmq.Socket, wake: zmq.Socket) -> None:
+        """The worker loop: requests, and commands announced through ``wake``."""
+        router.setsockopt(zmq.RCVTIMEO, 1000)
+        cmds = self._cmds
+        wake_id = self._wake_id
+        while self._running:
+            try:
+                frames = recv_routed(router)
+            except zmq.Again:
+                frames = None
+            except zmq.ZMQError:
+                break
+            if frames is not None and not (frames[0] == wake_id and len(frames) == 2):
+                self._handle(router, frames)
+            if cmds:
+                self._run_commands()
+
+    def _run_commands(self) -> None:
+        """Run the commands submitted to the worker (worker thread)."""
+        cmds = self._cmds
+        while cmds:
+            cmd = cmds.popleft()
+            try:
+                cmd()
+            except BaseException:  # a hook raising SystemExit must not end the worker
+                report_exception("a server command")
+
+    def submit(self, cmd: Callable[[], None]) -> None:
+        """Run ``cmd`` on the worker thread, after what is queued (any thread; never blocks)."""
+        self._cmds.append(cmd)
+        if self._wake_sock is not None:
+            with self._wake_lock:
+                sock = self._wake_sock
+                if sock is not None:
+                    try:
+                        send_frames(sock, [b"w"], zmq.NOBLOCK)
+                    except zmq.ZMQError:
+                        pass  # wake-ups pending already: the worker will run this too
+                    return
+        pair = self._wake_pair
+        if pair is not None:
+            try:
+                pair[1].send(b"\0")
+            except (BlockingIOError, OSError):
+                pass
+
+    # ------------------------------------------------------------------ one request
+    def _handle(self, router: zmq.Socket, frames: List[Any]) -> None:
+        if len(frames) == 2 and frames[1][:4] == COMPACT:  # one compact frame from a pizco_qt DEALER
+            route = frames[:1]
+            try:
+                body = unpack_compact(frames[1])
+            except ProtocolError as exc:
+                self._reject(router, route + [b""], [], exc)
+                return
+            compact = True
+        else:
+            try:
+                split = frames.index(b"")
+            except ValueError:
+                logger.warning("dropping a request without an envelope delimiter (%d frames)", len(frames))
+                return
+            route, body = frames[: split + 1], frames[split + 1:]
+            compact = False
+        protocol = self.protocol
+        try:
+            env = protocol.check(body)
+        except ProtocolError as exc:
+            self._reject(router, route + [b""] if compact else route, body, exc)
+            return
+        try:
+            content = protocol.loads(env.serializer, body[2], body[5:])
+        except ProtocolError as exc:
+            self._reject(router, route + [b""] if compact else route, body, exc, env)
+            return
+        self._busy = True
+        try:
+            reply = self._answer(env, content)
+        except BaseException:  # SystemExit too: the worker thread must keep serving
+            report_exception(f"on_request of {self.endpoint}")
+            self._busy = False
+            return
+        self._busy = False
+        self._send_reply(router, route, env, reply, compact)
+
+    def _send_reply(self, router: zmq.Socket, route: List[bytes], env: Envelope, reply: Any,
+                    compact: bool = False) -> None:
+        """Send the reply: compact to a compact request when it fits one frame, else the five frames.
+
+        ``route`` is the request's routing frames: with its empty delimiter for a
+        standard request, without one for a compact request.
+        """
+        ser = env.serializer
+        encode = self.protocol.encode_compact if compact else self.protocol.encode
+        try:
+            frames = encode(self.sender, env.topic, reply, env.msgid, ser)
+        except BaseException as exc:  # an unserializable return value (its __reduce__ may raise anything)
+            logger.warning("cannot serialize the reply to %s: %s", env.msgid, exc)
+            reply = _serialization_failure(exc)
+            try:
+                frames = encode(self.sender, env.topic, reply, env.msgid, ser)
+            except BaseException:  # the serializer itself is unusable: no reply possible
+                logger.warning("cannot answer %s with serializer %r", env.msgid, ser)
+                return
+        try:
+            if not compact:
+                send_frames(router, route + frames)
+            elif type(frames) is bytes:
+                send_routed(router, route[0], frames)
+            else:
+                send_frames(router, route + [b""] + frames)
+        except zmq.ZMQError as exc:
+            logger.warning("cannot send the reply to %s: %s", env.msgid, exc)
+
+    def _reject(self, router: zmq.Socket, route: List[bytes], body: List[bytes],
+                exc: ProtocolError, env: Optional[Envelope] = None) -> None:
+        reason = str(exc)
+        now = time.monotonic()
+        if now - self._reject_times.get(reason, 0.0) > config.REJECT_LOG_INTERVAL:  # rate-limited
+            if len(self._reject_times) > 256:  # reasons quote hostile input: keep it bounded
+                self._reject_times.clear()
+            self._reject_times[reason] = now
+            logger.warning("rejected a request at %s: %s", self.endpoint, reason)
+        msgid = env.msgid if env is not None else ""
+        ser = env.serializer if env is not None else "pickle"
+        if env is None and len(body) > 3:
+            try:
+                msgid = bytes(body[3]).decode("utf-8")
+                cand = bytes(body[1]).decode("ascii")
+                if cand in ("pickle", "json") or (cand.startswith("pickle") and cand[6:].isdigit()):
+                    ser = cand
+            except UnicodeDecodeError:
+                pass
+        error = ValueError(reason)
+        try:
+            try:
+                frames = self.protocol.encode(self.sender, "", ("PSMessage", "raise", (error, [])), msgid, ser)
+            except Exception:  # e.g. 'pickle99': answer in plain pickle
+                frames = self.protocol.encode(self.sender, "", ("PSMessage", "raise", (error, [])), msgid, "pickle")
+            router.send_multipart(route + frames, copy=False)
+        except Exception:
+            logger.debug("cannot answer a rejected request", exc_info=True)
+
+    # ------------------------------------------------------------------ stopping
+    def stop(self, timeout: float) -> None:
+        """Stop the worker and join it within ``timeout`` (not when called from the worker)."""
+        worker = self._thread
+        if worker is None:
+            return
+        self._running = False
+        self.submit(lambda: None)
+        if threading.current_thread() is not worker:
+            worker.join(max(0.05, timeout))
+            if worker.is_alive():
+                logger.warning("the server thread of %s is still inside user code; "
+                               "left running as a daemon, its late reply will be discarded", self.endpoint)
+            else:
+                self._drop_owner()
+
+    def _drop_owner(self) -> None:
+        """Forget the owner's functions once the worker ended (no cycle keeps the owner alive)."""
+        self._answer = _no_answer
+        self._configure = _no_configure
+        self._cmds.clear()
+
+
+def _no_answer(env: Envelope, content: Any) -> Any:
+    raise PizcoError("this server is stopped")
+
+
+def _no_configure(sock: zmq.Socket) -> None:
+    raise PizcoError("this server is stopped")
+
+
+def _serialization_failure(exc: BaseException) -> Any:
+    return ("PSMessage", "raise", (TypeError(f"cannot serialize the reply: {exc}"), []))
