@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from qtpy import QtCore
 
 __all__ = ["QtCore", "Signal", "Slot", "on_destroyed", "QObject", "QThread", "app_instance", "runs_event_loop",
-           "is_qt_signal", "is_deleted", "slot_arity", "API_NAME"]
+           "is_qt_signal", "is_deleted", "slot_arity", "slot_params", "API_NAME"]
 
 Signal = QtCore.Signal
 Slot = QtCore.Slot
@@ -95,31 +95,47 @@ def _count_params(signature: str) -> int:
 
 
 def slot_arity(slot: Callable) -> Optional[int]:
-    """How many positional arguments ``slot`` accepts; None means "all of them".
+    """How many positional arguments ``slot`` accepts; None means "all of them"."""
+    return slot_params(slot)[1]
 
-    From ``inspect.signature`` when it works, else from the Qt meta-method's
-    parameter count (largest overload), else None.
+
+def slot_params(slot: Callable) -> "tuple[int, Optional[int]]":
+    """``(required, accepted)``: the positional parameters ``slot`` needs and takes.
+
+    ``accepted`` is None when the slot takes ``*args`` or cannot be inspected
+    (then it gets all the arguments). From the slot type's own
+    ``_pizco_slot_params`` when it has one (remote methods), else
+    ``inspect.signature``, else the Qt meta-method's parameter counts (the
+    overloads' smallest and largest), else ``(0, None)``. A Qt signal used as a
+    slot requires and takes its parameter count.
     """
+    own = getattr(type(slot), "_pizco_slot_params", None)
+    if own is not None:
+        return own(slot)
     if is_qt_signal(slot):
         sig = getattr(slot, "signal", None)  # PyQt: '2name(int,QString)'
         if isinstance(sig, str):
-            return _count_params(sig)
+            n = _count_params(sig)
+            return n, n
         m = _SIGNAL_REPR_RE.search(repr(slot))  # PySide: '<... SignalInstance name(int) at 0x...>'
         if m:
-            return _count_params(m.group(1))
-        return None
+            n = _count_params(m.group(1))
+            return n, n
+        return 0, None
     try:
         params = inspect.signature(slot).parameters.values()
     except (TypeError, ValueError):
         params = None
     if params is not None:
-        n = 0
+        required = accepted = 0
         for p in params:
             if p.kind == p.VAR_POSITIONAL:
-                return None
+                return required, None
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-                n += 1
-        return n
+                accepted += 1
+                if p.default is p.empty:
+                    required = accepted
+        return required, accepted
     owner = getattr(slot, "__self__", None)
     name = getattr(slot, "__name__", None)
     if isinstance(owner, QtCore.QObject) and name:
@@ -132,10 +148,10 @@ def slot_arity(slot: Callable) -> Optional[int]:
                 if sig.split("(", 1)[0] == name:
                     counts.append(method.parameterCount())
             if counts:
-                return max(counts)
+                return min(counts), max(counts)
         except Exception:
-            return None
-    return None
+            return 0, None
+    return 0, None
 
 
 class _Tripwire(QtCore.QObject):

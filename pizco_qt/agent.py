@@ -30,10 +30,11 @@ import zmq
 from . import config, iothread
 from .answering import Answerer
 from .delivery import Target, current_target
+from .endpoints import normalize, normalize_optional
 from .errors import PizcoError
 from .protocol import (ACK_PREFIX, CAPABILITIES, FUTURE_TOPIC, HEARTBEAT_TOPIC, Envelope, Protocol,  # noqa: F401
                        _id_prefix, new_msgid)
-from .publishing import Publisher
+from .publishing import Publisher, SubscriberCounts
 from .requesting import Requester, read_reply
 from .security import CurveConfig, check_bind_allowed, register_curve_server, unregister_curve_server
 from .subscribing import Subscriber
@@ -65,9 +66,10 @@ class Agent:
 
     Parameters
     ----------
-    rep_endpoint, pub_endpoint : str
+    rep_endpoint, pub_endpoint : str or (host, port)
         Endpoints to bind; port 0 picks a free port (``.rep_endpoint`` /
-        ``.pub_endpoint`` give the bound ones). Any ZMQ transport works.
+        ``.pub_endpoint`` give the bound ones). Any ZMQ transport works; a
+        ``(host, port)`` tuple means ``tcp://host:port``.
     protocol : Protocol, optional
         Key and serializer; default from ``PZC_KEY`` and ``PZC_SER``.
     allow_insecure : bool
@@ -116,8 +118,8 @@ class Agent:
         _live_agents.add(self)
         if _bind:
             try:
-                self._bind(rep_endpoint or "tcp://127.0.0.1:0", pub_endpoint or "tcp://127.0.0.1:0",
-                           allow_insecure)
+                self._bind(normalize_optional(rep_endpoint, "tcp://127.0.0.1:0"),
+                           normalize_optional(pub_endpoint, "tcp://127.0.0.1:0"), allow_insecure)
             except BaseException:
                 self.stop()
                 raise
@@ -187,14 +189,18 @@ class Agent:
 
     # ------------------------------------------------------------------ overridable hooks
     def on_request(self, sender: str, topic: str, content: Any, msgid: str) -> Any:
-        """Answer a request (worker thread). The base agent answers 'info' and 'stop'."""
+        """Answer a request (worker thread); the return value is the reply's content.
+
+        The base agent answers ``'info'`` (its endpoints) and ``'stop'`` (stops it)
+        and echoes any other content back unchanged, as Pizco's agent did.
+        """
         if content == "info":
             return self._info()
         if content == "stop":
             if self.answerer is not None:
                 self.answerer.submit(self._stop_from_worker)
             return "stopping"
-        return None
+        return content
 
     def _info(self) -> Dict[str, Any]:
         return {"rep_endpoint": self.rep_endpoint, "pub_endpoint": self.pub_endpoint,
@@ -239,7 +245,7 @@ class Agent:
         ProtocolError
             The reply is badly signed or cannot be decoded.
         """
-        return read_reply(self.protocol, self.request_frames(recipient, content, timeout))
+        return read_reply(self.protocol, self.request_frames(normalize(recipient), content, timeout))
 
     def request_async(self, endpoint: str, content: Any,
                       on_reply: Optional[Callable[[List[bytes]], Any]] = None,
@@ -263,6 +269,8 @@ class Agent:
         ``callback(sender, topic, content, msgid)`` (default ``on_notification``) runs
         on the subscribing thread's Qt loop if it has one, else on the dispatcher.
         """
+        rep_endpoint = normalize(rep_endpoint)
+        pub_endpoint = normalize_optional(pub_endpoint)
         sender, pub, ack = rep_endpoint, pub_endpoint, False
         if pub is None:
             info = self.request(rep_endpoint, "info")
@@ -288,6 +296,8 @@ class Agent:
 
     def unsubscribe(self, rep_endpoint: str, topic: str, pub_endpoint: Optional[str] = None) -> None:
         """Stop receiving ``topic`` from the agent at ``rep_endpoint``."""
+        rep_endpoint = normalize(rep_endpoint)
+        pub_endpoint = normalize_optional(pub_endpoint)
         sender, pub = self._sub_pub.pop((rep_endpoint, topic), (rep_endpoint, pub_endpoint))
         subscriber = self.subscriber
         self._io.call(lambda: (subscriber.remove(sender, topic), pub and subscriber.disconnect(pub)))
@@ -297,6 +307,15 @@ class Agent:
         """Publish ``content`` on ``topic`` (any thread; never blocks; nothing if not bound)."""
         if self.publisher is not None:
             self.publisher.publish(topic, content)
+
+    @property
+    def subscribers(self) -> SubscriberCounts:
+        """Topic -> number of SUB sockets subscribed to it (a live, read-only mapping).
+
+        The same counts that ``on_subscribe`` / ``on_unsubscribe`` receive; a
+        topic without subscribers reads 0. Empty for an agent that does not bind.
+        """
+        return self.publisher.subscribers if self.publisher is not None else SubscriberCounts({})
 
     def subscriber_count(self, topic: str) -> int:
         """How many SUB sockets subscribe to ``topic`` of this agent.

@@ -85,12 +85,20 @@ def inspect_object(obj: Any) -> Tuple[Set[str], Set[str]]:
     return remote, set()
 
 
-def describe_object(server: Any, obj: Any) -> Dict[str, Dict[str, Any]]:
-    """Each public name's kind ('attribute', 'method', 'signal'), type name and writability."""
+def describe_object(server: Any, obj: Any, only: Optional[Any] = None) -> Dict[str, Dict[str, Any]]:
+    """Each public name's kind ('attribute', 'method', 'signal'), type name and writability.
+
+    ``only`` (the request's ``names`` option) limits it to those names, so a
+    client that needs one method's signature does not read every attribute.
+    """
     out: Dict[str, Dict[str, Any]] = {}
     if obj is None:
         return out
     names = set(n for n in dir(obj) if not n.startswith("_"))
+    if isinstance(only, str):
+        only = [only]
+    if isinstance(only, (list, tuple, set, frozenset)):
+        names &= set(n for n in only if isinstance(n, str))
     for name in sorted(names):
         try:
             static = _inspect.getattr_static(obj, name)
@@ -235,7 +243,7 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         elif action == "cancel":
             return ("PSMessage", "return", server.cancel_future(options.get("msgid", "")))
         elif action == "describe":
-            return ("PSMessage", "return", describe_object(server, obj))
+            return ("PSMessage", "return", describe_object(server, obj, options.get("names")))
         elif action == "getmany":
             return ("PSMessage", "return", _get_many(server, obj, options.get("names", ()), serializer))
         else:

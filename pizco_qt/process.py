@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
+from .endpoints import normalize_optional
 from .errors import PizcoError
 from .protocol import Protocol
 
@@ -374,7 +375,7 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
         A class importable by its module name (not defined in ``__main__``).
     args, kwargs
         Constructor arguments; Python literals only (they travel on the command line).
-    rep_endpoint, pub_endpoint : str, optional
+    rep_endpoint, pub_endpoint : str or (host, port), optional
         Endpoints the child binds (default: loopback, random free ports).
     name : str, optional
         Register the child's server under this name with the registry.
@@ -407,6 +408,7 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
 
     if not isinstance(served_cls, type):
         raise TypeError(f"serve_in_process needs a class, not {type(served_cls).__name__}")
+    rep_endpoint, pub_endpoint = normalize_optional(rep_endpoint), normalize_optional(pub_endpoint)
     argv = build_argv(served_cls, tuple(args), dict(kwargs or {}), rep_endpoint, pub_endpoint,
                       name=name, gui=gui, verbose=verbose)
     if curve is not None:

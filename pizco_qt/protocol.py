@@ -269,6 +269,9 @@ class Protocol:
 
     __slots__ = ("hmac_key", "serializer")
 
+    #: The protocol version that starts every header frame (``PZC00``).
+    HEADER = PREFIX
+
     def __init__(self, hmac_key: "str | bytes | None" = "", serializer: Optional[str] = None) -> None:
         if hmac_key is None:
             hmac_key = config.hmac_key()
@@ -414,3 +417,67 @@ class Protocol:
         env = self.check(frames)
         content = self.loads(env.serializer, frames[2], frames[5:])
         return Message(env.sender, env.topic, env.serializer, content, env.msgid)
+
+    # -- Pizco's message API (thin wrappers over encode / check / decode) --
+    def format(self, sender: str, topic: str = "", content: Any = "", msgid: Optional[str] = None,
+               just_header: bool = False) -> "List[Any] | bytes":
+        """The frames of one message, signed with this protocol's key (Pizco's ``format``).
+
+        Parameters
+        ----------
+        sender, topic : str
+            Go into the header ``PZC00+<sender>+<topic>``; neither may contain ``+``.
+        content : object
+            Serialized with this protocol's serializer.
+        msgid : str, optional
+            The message id; a new unique one when None.
+        just_header : bool
+            Return only the header frame (``bytes``): the ZMQ subscription prefix
+            for ``topic`` of ``sender``.
+
+        Returns
+        -------
+        list of bytes
+            The five frames (header, serializer, content, message id, signature),
+            ready for ``socket.send_multipart``.
+
+        Raises
+        ------
+        ValueError
+            (a ProtocolError) if ``sender`` or ``topic`` contains ``+`` or the
+            content cannot be serialized.
+        """
+        if "+" in sender or "+" in topic:
+            raise ProtocolError(f"sender {sender!r} and topic {topic!r} may not contain '+'")
+        if just_header:
+            return header(sender, topic)
+        try:
+            return self.encode(sender, topic, content, new_msgid() if msgid is None else msgid)
+        except ProtocolError:
+            raise
+        except Exception as exc:  # pickle and json raise many types for unserializable content
+            raise ProtocolError(f"cannot serialize the content with {self.serializer}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+    def parse(self, message: Sequence[Any], check_sender: Optional[str] = None,
+              check_msgid: Optional[str] = None) -> "tuple[str, str, Any, str]":
+        """``(sender, topic, content, msgid)`` of a received message (Pizco's ``parse``).
+
+        ``message`` is what ``socket.recv_multipart()`` returned. The signature is
+        checked before the content is deserialized.
+
+        Raises
+        ------
+        ValueError
+            (a ProtocolError) for a wrong frame count, a bad signature, a wrong
+            header, undecodable content, or a sender or message id different from
+            ``check_sender`` / ``check_msgid`` (when given).
+        """
+        msg = self.decode(message)
+        if check_sender and msg.sender != check_sender:
+            raise ProtocolError(f"wrong sender: expected {check_sender!r}, got {msg.sender!r}")
+        if isinstance(check_msgid, (bytes, bytearray)):
+            check_msgid = bytes(check_msgid).decode("utf-8", "replace")
+        if check_msgid and msg.msgid != check_msgid:
+            raise ProtocolError(f"wrong message id: expected {check_msgid!r}, got {msg.msgid!r}")
+        return msg.sender, msg.topic, msg.content, msg.msgid

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import config, inline, iothread
 from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
+from .endpoints import normalize
 from .errors import (REASON_ATTR, ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, denied_from,
                      raise_remote)
 from .protocol import OOB, Envelope, Protocol, _id_prefix, new_msgid
@@ -36,6 +37,7 @@ from .agent import connectable
 from .heartbeat import ConnectionState, Liveness
 from .remote_signals import _Connection, _SignalSub
 from .subscribing import Subscriber
+from .signals import params_from_signature
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +110,10 @@ class _ProxyCore:
         self.orphans: Dict[str, Tuple[float, Any]] = {}
         self.remote_names: frozenset = frozenset()
         self.object_names: frozenset = frozenset()
-        self.attr_cache: Dict[str, "RemoteAttribute"] = {}
+        self.slot_param_cache: Dict[str, Tuple[int, Optional[int]]] = {}
+        #: The Proxy, held while a slot is connected through it (so a temporary
+        #: proxy's connections live on); released when the last one goes or on close.
+        self.keeper: Any = None
         self.tracking = False
         try:
             info = self.requester.request(endpoint, "info", self.timeout)
@@ -276,13 +281,16 @@ class _ProxyCore:
         self.requester.forget(fut)
 
     # ---------------------------------------------------------------- signals
-    def connect(self, topic: str, slot: Any, coalesce: bool = False, wait: bool = True) -> None:
+    def connect(self, topic: str, slot: Any, coalesce: bool = False, wait: bool = True, keeper: Any = None) -> None:
+        """Connect ``slot`` to remote signal ``topic``; ``keeper`` (the Proxy) is held while connected."""
         if self.closed:
             raise PizcoError(f"this proxy to {self.endpoint} is stopped")
         with self.lock:
             sub = self.signals.get(topic)
             if sub is None:
                 sub = self.signals[topic] = _SignalSub(self, topic)
+            if keeper is not None:
+                self.keeper = keeper
         with sub.lock:
             if any(c.slot == slot for c in sub.connections):
                 return
@@ -323,6 +331,35 @@ class _ProxyCore:
         if not self.closed:
             subscriber, sender = self.subscriber, self.sender
             self.io.submit(lambda: subscriber.remove(sender, sub.topic))
+        self._release_keeper_if_unused()
+
+    def _release_keeper_if_unused(self) -> None:
+        """Let go of the Proxy once no slot is connected through it (it may then be collected and close)."""
+        with self.lock:
+            if any(s.active for s in self.signals.values()):
+                return
+            keeper, self.keeper = self.keeper, None
+        del keeper  # outside the lock: dropping the last reference closes the proxy
+
+    def slot_params(self, name: str) -> Tuple[int, Optional[int]]:
+        """``(required, accepted)`` positional parameters of remote method ``name`` (from ``describe``).
+
+        ``(0, None)`` (all arguments) when the server does not describe it.
+        """
+        cached = self.slot_param_cache.get(name)
+        if cached is not None:
+            return cached
+        params: Tuple[int, Optional[int]] = (0, None)
+        if "describe" in self.caps and not self.closed:
+            try:
+                entry = self.call("describe", {"names": [name]})
+                entry = entry.get(name) if isinstance(entry, dict) else None
+                if isinstance(entry, dict) and entry.get("kind") == "method":
+                    params = params_from_signature(entry.get("signature"))
+            except Exception:
+                logger.debug("describing %s of %s", name, self.endpoint, exc_info=True)
+        self.slot_param_cache[name] = params
+        return params
 
     def connection_count(self, topic: str) -> int:
         sub = self.signals.get(topic)
@@ -340,9 +377,11 @@ class _ProxyCore:
         with self.lock:
             futures = list(self.futures.values())
             self.futures.clear()
+            keeper, self.keeper = self.keeper, None
         for fut in futures:
             concurrent.futures.Future.cancel(fut)  # locally only: the server is not told
         self._close_parts()
+        del keeper  # after closing: the Proxy's own __del__ then finds the core closed
 
     def _close_parts(self) -> None:
         """Close the requester's and the subscriber's sockets and release the I/O thread (once)."""
@@ -428,17 +467,17 @@ def _raise_from_reply(value: Any, endpoint: str) -> None:
 _getattribute = object.__getattribute__
 
 
-def _remote(core: _ProxyCore, name: str) -> Any:
-    """``proxy.name``: a RemoteAttribute for methods and signals, else the value read from the server."""
-    attr = core.attr_cache.get(name)
-    if attr is not None:
-        return attr
+def _remote(core: _ProxyCore, name: str, proxy: Any = None) -> Any:
+    """``proxy.name``: a RemoteAttribute for methods and signals, else the value read from the server.
+
+    The RemoteAttribute holds ``proxy``, so a temporary proxy (``Proxy(ep).method()``)
+    lives for as long as its attribute is used.
+    """
     if name in core.remote_names:
-        attr = core.attr_cache[name] = RemoteAttribute(name, core)
-        return attr
+        return RemoteAttribute(name, core, proxy)
     value = core.call("get", {"name": name, "force_as_object": name in core.object_names})
     if value is _REMOTE:
-        return RemoteAttribute(name, core)
+        return RemoteAttribute(name, core, proxy)
     return value
 
 
@@ -448,21 +487,45 @@ class RemoteAttribute:
     Calling it executes the remote method; ``[k]`` reads and writes items;
     ``connect``/``disconnect`` subscribe a slot to a remote signal; ``emit`` emits
     it on the server; ``future(...)`` calls without waiting.
+
+    It keeps its Proxy (``proxy``) alive while it is used: a Future it returned
+    keeps it until resolved, a slot it connected until disconnected (or until
+    the proxy is stopped explicitly). Two attributes of the same name and proxy
+    compare equal, so ``disconnect(proxy.method)`` finds ``connect(proxy.method)``.
+    Used as a slot, a remote method gets the arguments its remote signature
+    accepts (asked once with ``describe``).
     """
 
-    __slots__ = ("_name", "_core")
+    __slots__ = ("_name", "_core", "_proxy")
 
-    def __init__(self, name: str, core: _ProxyCore) -> None:
+    def __init__(self, name: str, core: _ProxyCore, proxy: Any = None) -> None:
         self._name = name
         self._core = core
+        self._proxy = proxy
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, RemoteAttribute):
+            return NotImplemented
+        return other._core is self._core and other._name == self._name
+
+    def __hash__(self) -> int:
+        return hash((id(self._core), self._name))
+
+    def _pizco_slot_params(self) -> Tuple[int, Optional[int]]:
+        """The remote method's ``(required, accepted)`` positional parameters (see ``slot_params``)."""
+        return self._core.slot_params(self._name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._core.call("exec", {"name": self._name, "method": "__call__", "args": args, "kwargs": kwargs})
 
     def future(self, *args: Any, **kwargs: Any) -> RemoteFuture:
         """Call without waiting; returns a Future of the result (or of the remote Future's result)."""
-        return self._core.call_async("exec", {"name": self._name, "method": "__call__",
-                                              "args": args, "kwargs": kwargs})
+        fut = self._core.call_async("exec", {"name": self._name, "method": "__call__",
+                                             "args": args, "kwargs": kwargs})
+        if self._proxy is not None and not fut.done():
+            keep = [self._proxy]  # a temporary proxy lives until the Future is resolved
+            fut.add_done_callback(lambda _f: keep.clear())
+        return fut
 
     def __getitem__(self, key: Any) -> Any:
         return self._core.call("exec", {"name": self._name, "method": "__getitem__", "args": (key,)})
@@ -486,7 +549,7 @@ class RemoteAttribute:
         delivered. ``coalesce=True`` delivers only the latest emission per turn of
         the receiving thread's loop.
         """
-        self._core.connect(self._name, slot, coalesce)
+        self._core.connect(self._name, slot, coalesce, keeper=self._proxy)
 
     def disconnect(self, slot: Any = None) -> None:
         """Disconnect ``slot`` (TypeError if not connected), or every slot of this proxy."""
@@ -529,7 +592,7 @@ class _ClassOnly:
     def __get__(self, obj: Any, cls: type) -> Any:
         if obj is None:
             return self.func.__get__(cls, type(cls))
-        return _remote(obj.__dict__["_proxy_core"], self.name)
+        return _remote(obj.__dict__["_proxy_core"], self.name, obj)
 
 
 class Proxy:
@@ -537,8 +600,8 @@ class Proxy:
 
     Parameters
     ----------
-    rep_endpoint : str
-        The server's REP endpoint.
+    rep_endpoint : str or (host, port)
+        The server's REP endpoint (a ``(host, port)`` tuple means ``tcp://host:port``).
     timeout : float, optional
         Seconds to wait for each synchronous reply (default ``PZC_TIMEOUT`` or 10).
     protocol : Protocol, optional
@@ -558,7 +621,7 @@ class Proxy:
 
     def __init__(self, rep_endpoint: str, timeout: Optional[float] = None,
                  protocol: Optional[Protocol] = None, curve: Optional[CurveConfig] = None) -> None:
-        object.__setattr__(self, "_proxy_core", _ProxyCore(rep_endpoint, timeout, protocol, curve))
+        object.__setattr__(self, "_proxy_core", _ProxyCore(normalize(rep_endpoint), timeout, protocol, curve))
         object.__setattr__(self, "_proxy_local_server", None)
         object.__setattr__(self, "_proxy_process", None)
 
@@ -643,7 +706,7 @@ class Proxy:
             except AttributeError:
                 if _is_local_name(name):
                     raise
-        return _remote(_getattribute(self, "__dict__")["_proxy_core"], name)
+        return _remote(_getattribute(self, "__dict__")["_proxy_core"], name, self)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_proxy_"):

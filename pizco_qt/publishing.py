@@ -15,23 +15,87 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import zmq
 
 from . import config, iothread
 from .errors import BindError
 from .gate import MAX_TOPIC_BYTES
-from .protocol import ACK_PREFIX, HEARTBEAT_TOPIC, Protocol, header, new_msgid
+from .protocol import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, Protocol, header, new_msgid
 from .answering import bindable, resolved
 from .zmq_io import send_frames
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Publisher"]
+__all__ = ["Publisher", "SubscriberCounts"]
 
 #: Most subscription messages read in one turn of the I/O thread.
 _BATCH = 1000
+
+
+#: Topics pizco_qt itself uses between its peers (not counted in ``subscribers``).
+_OWN_TOPICS = frozenset({HEARTBEAT_TOPIC, FUTURE_TOPIC})
+
+
+class SubscriberCounts(Mapping):
+    """A live, read-only view: topic -> number of SUB sockets subscribed to it.
+
+    Holds the counts that ``on_subscribe`` / ``on_unsubscribe`` were given (each
+    changes once its hook has run). Topics without subscribers are absent, and
+    reading one gives 0 (as Pizco's counter did). pizco_qt's own topics
+    (heartbeat, futures, acknowledgements) are left out.
+    """
+
+    __slots__ = ("_counts",)
+
+    def __init__(self, counts: Dict[str, int]) -> None:
+        self._counts = counts
+
+    def _live(self) -> Dict[str, int]:
+        counts = dict(self._counts)  # a snapshot: the worker and I/O threads update it
+        return {t: c for t, c in counts.items() if c > 0 and t not in _OWN_TOPICS}
+
+    def __getitem__(self, topic: str) -> int:
+        if topic in _OWN_TOPICS:
+            return 0
+        return max(self._counts.get(topic, 0), 0)
+
+    def __contains__(self, topic: object) -> bool:
+        return topic not in _OWN_TOPICS and self._counts.get(topic, 0) > 0  # type: ignore[call-overload]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._live())
+
+    def __len__(self) -> int:
+        return len(self._live())
+
+    def __repr__(self) -> str:
+        return f"SubscriberCounts({self._live()!r})"
+
+
+def _bindable(endpoint: str) -> str:
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        return endpoint[:-2] + ":*"
+    return endpoint
+
+
+def _resolved(requested: str, sock: zmq.Socket) -> str:
+    """The endpoint as bound: port 0 resolved as ZMQ reports it, '*' kept."""
+    if requested.startswith("tcp://") and (requested.endswith(":0") or requested.endswith(":*")):
+        last = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return requested.rsplit(":", 1)[0] + ":" + last.rsplit(":", 1)[1]
+    return requested
+
+
+
+def _set_count(counts: Dict[str, int], topic: str, count: int) -> None:
+    """Record a topic's subscriber count; a topic at zero is forgotten."""
+    if count:
+        counts[topic] = count
+    else:
+        counts.pop(topic, None)
 
 
 class Publisher:
@@ -206,6 +270,11 @@ class Publisher:
     def subscriber_count(self, topic: str) -> int:
         """How many SUB sockets subscribe to ``topic``, once the owner has handled the change."""
         return self._handled.get(topic, 0)
+
+    @property
+    def subscribers(self) -> "SubscriberCounts":
+        """A live, read-only view of ``subscriber_count`` for every topic with subscribers."""
+        return SubscriberCounts(self._handled)
 
     def handled_counts(self) -> Dict[str, int]:
         """A snapshot of ``subscriber_count`` for every topic ever subscribed."""

@@ -28,6 +28,7 @@ import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import config
+from .endpoints import normalize_optional
 from .errors import PizcoError
 from .registry_client import (ENTRY_KEYS, EXPIRY, OPTIONAL_KEYS, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT,
                            SWEEP_PERIOD,
@@ -274,7 +275,7 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
     """
     from .server import Server
 
-    rep = endpoint or config.registry_endpoint()
+    rep = normalize_optional(endpoint) or config.registry_endpoint()
     server_kwargs.setdefault("pub_endpoint", _default_pub(rep))
     if server_kwargs.get("name"):
         raise ValueError("a registry does not register itself: drop name=")

@@ -31,6 +31,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import config, iothread
 from .agent import new_msgid
+from .endpoints import normalize_optional
 from .errors import PizcoError, ProtocolError, RemoteError, RemoteTimeout
 from .protocol import Protocol
 from .security import CurveConfig
@@ -205,7 +206,7 @@ def lookup(name: str, registry: Optional[str] = None, *, protocol: Optional[Prot
     RegistryUnavailable
         If no registry answers at that endpoint within ``timeout`` seconds.
     """
-    endpoint = registry or config.registry_endpoint()
+    endpoint = normalize_optional(registry) or config.registry_endpoint()
     protocol = protocol if protocol is not None else Protocol.from_environment()
     try:
         return _call(endpoint, "lookup", (name,), protocol, timeout, curve)
@@ -229,7 +230,7 @@ def registry_proxy(registry: Optional[str] = None, timeout: float = REGISTRY_TIM
     """
     from .proxy import Proxy
 
-    endpoint = registry or config.registry_endpoint()
+    endpoint = normalize_optional(registry) or config.registry_endpoint()
     try:
         return Proxy(endpoint, timeout=timeout, protocol=protocol, curve=curve)
     except RemoteTimeout as exc:
@@ -327,7 +328,7 @@ def reserve_name(name: str, protocol: Protocol, registry: Optional[str] = None,
         If a live server already has the name.
     """
     _check_name(name)
-    reg = _Registration(name, protocol, registry or config.registry_endpoint(), curve)
+    reg = _Registration(name, protocol, normalize_optional(registry) or config.registry_endpoint(), curve)
     try:
         requested = _advertised(rep_endpoint or "", reg.endpoint)
         holder = _call(reg.endpoint, "reserve", (name, reg.token, socket.gethostname(), os.getpid(), _HERE,

@@ -3,7 +3,8 @@
 One ``_SignalSub`` per proxy and remote signal holds the connected slots; its
 sink runs on the I/O thread and only queues work: each notification is decoded
 at most once, on the thread that receives it (the connecting thread's Qt loop,
-or the dispatcher), and each slot gets the leading arguments it accepts.
+or the dispatcher), and each slot gets the arguments it accepts (the leading
+ones, or padded with None up to three when it requires more: ``fit_args``).
 
 Thread affinity: sinks on the I/O thread; deliveries on the target threads.
 """
@@ -14,10 +15,10 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
-from ._qt import QObject, is_deleted, is_qt_signal, on_destroyed, slot_arity
+from ._qt import QObject, is_deleted, is_qt_signal, on_destroyed, slot_params
 from .delivery import Target
 from .protocol import Envelope
-from .signals import as_callable
+from .signals import as_callable, fit_args
 
 if TYPE_CHECKING:  # pragma: no cover
     from .proxy import _ProxyCore
@@ -54,13 +55,13 @@ class _Incoming:
 class _Connection:
     """One slot connected to one remote signal in one proxy."""
 
-    __slots__ = ("slot", "call", "arity", "target", "coalesce", "latest", "queued", "dead", "sub",
+    __slots__ = ("slot", "call", "required", "accepted", "target", "coalesce", "latest", "queued", "dead", "sub",
                  "weak_self", "latest_lock", "wire", "__weakref__")
 
     def __init__(self, slot: Any, target: Target, coalesce: bool, sub: "_SignalSub") -> None:
         self.slot = slot
         self.call = as_callable(slot)
-        self.arity = slot_arity(slot)
+        self.required, self.accepted = slot_params(slot)
         self.target = target
         self.coalesce = coalesce
         self.latest: Optional[_Incoming] = None
@@ -116,9 +117,9 @@ class _Connection:
                 return
             call = method
         args = inc.args
-        arity = self.arity
-        if arity is not None and arity < len(args):
-            args = args[:arity]
+        accepted = self.accepted
+        if accepted is not None and not self.required <= len(args) <= accepted:
+            args = fit_args(args, self.required, accepted)
         call(*args)
 
 

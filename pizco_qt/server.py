@@ -24,6 +24,7 @@ from . import gate as _gate
 from ._qt import QObject, QtCore, is_qt_signal
 from .agent import FUTURE_TOPIC, Agent, new_msgid
 from .delivery import WITHDRAWN, QThreadCaller
+from .endpoints import normalize_optional
 from .errors import ConnectionLost, PizcoError
 from .protocol import Envelope, Protocol
 from .security import CurveConfig
@@ -41,8 +42,9 @@ class Server(Agent):
     ----------
     served_object : object or None
         The object to serve; None starts empty (fill it with ``instantiate``).
-    rep_endpoint, pub_endpoint : str
-        Endpoints to bind (port 0 = a free port). ``tcp://``, ``ipc://``, ``inproc://``.
+    rep_endpoint, pub_endpoint : str or (host, port)
+        Endpoints to bind (port 0 = a free port). ``tcp://``, ``ipc://``, ``inproc://``;
+        a ``(host, port)`` tuple means ``tcp://host:port``.
     protocol : Protocol, optional
         HMAC key and serializer (default ``PZC_KEY`` / ``PZC_SER``).
     name : str, optional
@@ -87,6 +89,8 @@ class Server(Agent):
         private: bool = False,
         instantiable: Any = None,
     ) -> None:
+        rep_endpoint = normalize_optional(rep_endpoint, "tcp://127.0.0.1:0")
+        pub_endpoint = normalize_optional(pub_endpoint, "tcp://127.0.0.1:0")
         self.served_object = served_object
         #: Whether private names are served (``private=True``).
         self.private = bool(private)
@@ -315,12 +319,6 @@ class Server(Agent):
 
         return forward
 
-    @property
-    def subscribers(self) -> Dict[str, int]:
-        """Subscribed SUB sockets per signal name."""
-        counts = self.publisher.handled_counts()  # a snapshot: another thread updates it
-        return {t: c for t, c in counts.items() if not t.startswith("__") and c > 0}
-
     # ------------------------------------------------------------------ lifecycle
     def serve_forever(self) -> None:
         """Block until the server is stopped; Ctrl+C stops it cleanly."""
@@ -383,9 +381,10 @@ class Server(Agent):
         """
         from .proxy import Proxy
 
+        rep_endpoint = normalize_optional(rep_endpoint, "tcp://127.0.0.1:0")
+        pub_endpoint = normalize_optional(pub_endpoint, "tcp://127.0.0.1:0")
         obj = served_cls(*args, **(kwargs or {}))
-        server = cls(obj, rep_endpoint or "tcp://127.0.0.1:0", pub_endpoint or "tcp://127.0.0.1:0",
-                     protocol, name=name, curve=curve)
+        server = cls(obj, rep_endpoint, pub_endpoint, protocol, name=name, curve=curve)
         try:
             proxy = Proxy(server.rep_endpoint, protocol=protocol,
                           curve=curve.for_own_client() if curve is not None else None)

@@ -3,18 +3,44 @@
 Declared on a class it behaves like ``pyqtSignal``: each instance gets its own
 signal on first access. Slots are called in the order they were connected, each
 at most once per emission, in the emitting thread; a slot that takes fewer
-positional parameters receives the leading arguments (Qt semantics).
+positional parameters receives the leading arguments (Qt semantics), and one
+that requires more gets the missing ones as None, up to three in all (Pizco's
+value, old value, other). See ``fit_args``.
 
 Thread affinity: connect, disconnect and emit from any thread.
 """
 from __future__ import annotations
 
+import ast
 import threading
 from typing import Any, Callable, List, Optional, Tuple
 
-from ._qt import is_qt_signal, slot_arity
+from ._qt import is_qt_signal, slot_params
 
-__all__ = ["Signal", "is_signal_like"]
+__all__ = ["Signal", "is_signal_like", "fit_args", "params_from_signature", "PAD_TO"]
+
+#: A slot that requires more positional parameters than were emitted gets the
+#: missing ones as None, up to this many arguments in all.
+PAD_TO = 3
+
+
+def fit_args(args: tuple, required: int, accepted: Optional[int]) -> tuple:
+    """The arguments a slot gets for an emission of ``args``.
+
+    ``required`` / ``accepted`` are the slot's positional parameters (see
+    ``slot_params``; ``accepted`` None means ``*args`` or unknown: everything
+    emitted). A slot never gets more than it accepts (the leading arguments, as
+    in Qt); one that requires more than were emitted gets None for each missing
+    one, up to ``PAD_TO`` arguments in all.
+    """
+    if accepted is None:
+        return args
+    n = len(args)
+    if n > accepted:
+        return args[:accepted]
+    if n < required and n < PAD_TO:
+        return args + (None,) * (min(required, PAD_TO) - n)
+    return args
 
 
 def is_signal_like(obj: Any) -> bool:
@@ -36,6 +62,24 @@ def as_callable(slot: Any) -> Callable[..., Any]:
     return slot
 
 
+def params_from_signature(text: Any) -> "tuple[int, Optional[int]]":
+    """``(required, accepted)`` positional parameters of a signature's text, e.g. ``'(x, y=1)'``.
+
+    The text (what ``str(inspect.signature(f))`` gives, as a server's
+    ``describe`` reports it) is only parsed, never evaluated. ``(0, None)``
+    (all arguments) when it cannot be parsed or takes ``*args``.
+    """
+    if not isinstance(text, str) or not text.startswith("(") or len(text) > 4000:
+        return 0, None
+    try:
+        args = ast.parse(f"def _f{text}: pass").body[0].args  # type: ignore[attr-defined]
+    except (SyntaxError, ValueError, TypeError, IndexError, AttributeError, RecursionError, MemoryError):
+        return 0, None
+    accepted = len(args.posonlyargs) + len(args.args)
+    required = accepted - len(args.defaults)
+    return required, (None if args.vararg is not None else accepted)
+
+
 class Signal:
     """A signal for plain objects: ``connect``, ``disconnect(slot=None)``, ``emit(*args)``.
 
@@ -50,7 +94,7 @@ class Signal:
     def __init__(self, *types: Any) -> None:
         self.types = types
         self._name: Optional[str] = None
-        self._slots: Tuple[Tuple[Any, Callable[..., Any], Optional[int]], ...] = ()
+        self._slots: Tuple[Tuple[Any, Callable[..., Any], int, Optional[int]], ...] = ()
         self._lock = threading.Lock()
 
     # -- descriptor: a signal declared on a class is per instance ------------
@@ -78,11 +122,11 @@ class Signal:
     def connect(self, slot: Any) -> None:
         """Connect ``slot`` (a callable or another signal); connecting it twice does nothing."""
         call = as_callable(slot)
-        arity = slot_arity(slot)
+        required, accepted = slot_params(slot)
         with self._lock:
-            if any(s == slot for s, _, _ in self._slots):
+            if any(entry[0] == slot for entry in self._slots):
                 return
-            self._slots = self._slots + ((slot, call, arity),)
+            self._slots = self._slots + ((slot, call, required, accepted),)
 
     def disconnect(self, slot: Any = None) -> None:
         """Disconnect ``slot``, or every slot when None.
@@ -102,14 +146,14 @@ class Signal:
             self._slots = kept
 
     def emit(self, *args: Any) -> None:
-        """Call every connected slot with ``args`` (trimmed to what each slot accepts)."""
-        for _, call, arity in self._slots:
-            if arity is None or arity >= len(args):
+        """Call every connected slot with ``args`` (fitted to each slot: see ``fit_args``)."""
+        for _, call, required, accepted in self._slots:
+            if accepted is None or required <= len(args) <= accepted:
                 call(*args)
             else:
-                call(*args[:arity])
+                call(*fit_args(args, required, accepted))
 
     @property
     def slots(self) -> List[Any]:
         """The connected slots, in connection order."""
-        return [s for s, _, _ in self._slots]
+        return [entry[0] for entry in self._slots]

@@ -277,6 +277,8 @@ def test_port_zero_resolved(closing):
 
 
 def test_garbage_collected_proxy_closes_itself(closing):
+    """A proxy that nothing uses any more closes itself when collected (with a slot
+    connected it lives on until the slot is disconnected: see test_compat)."""
     import gc
 
     from pizco_qt import iothread
@@ -284,6 +286,8 @@ def test_garbage_collected_proxy_closes_itself(closing):
     users = iothread._users
     proxy = Proxy(server.rep_endpoint, timeout=5)
     proxy.position_changed.connect(print)
+    proxy.position_changed.disconnect(print)
+    assert proxy.position == 0.0
     assert iothread._users == users + 1
     del proxy
     gc.collect()

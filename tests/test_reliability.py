@@ -243,6 +243,8 @@ def test_hundred_proxies_leave_nothing_behind(served):
         p.many.connect(lambda *a: None)
         if i % 2:
             p._proxy_stop_me()
+        else:  # a connected slot keeps its proxy alive: disconnected, the proxy is unused
+            p.many.disconnect()
         del p  # the other half is closed by garbage collection
     gc.collect()
     wait_until(lambda: len(agent_mod._live_agents) == base_agents, timeout=10)
