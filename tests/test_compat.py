@@ -553,6 +553,35 @@ def test_remote_method_as_slot_gets_what_its_signature_accepts(served):
     assert shown[-1] == ("record", 4.0, 3.0)
 
 
+class Instrument:
+    """A served object whose property reads touch the hardware (counted)."""
+
+    def __init__(self):
+        self.reads = 0
+        self.shown = []
+
+    @property
+    def voltage(self):
+        self.reads += 1
+        return 1.0
+
+    def show(self, value):
+        self.shown.append(value)
+
+
+def test_learning_a_remote_slot_signature_reads_no_property(served):
+    """``describe`` is asked about the slot's method only: no property of the served object runs."""
+    _, stage = served(Stage())
+    inst_server, inst = served(Instrument())
+    obj = inst_server.served_object
+    in_plain_thread(lambda: stage.position_changed.connect(inst.show))
+    stage.position = 1
+    wait_until(lambda: obj.shown == [1.0])
+    assert obj.reads == 0
+    everything = inst._proxy_describe()  # the full description does read it
+    assert everything["voltage"]["kind"] == "attribute" and obj.reads == 1
+
+
 class Undescribed(Server):
     """A server that advertises nothing beyond the original protocol (no ``describe``)."""
 
