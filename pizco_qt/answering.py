@@ -24,8 +24,9 @@ import zmq
 
 from . import config, iothread
 from .delivery import report_exception
-from .errors import BindError, PizcoError, ProtocolError
+from .errors import BindError, PizcoError, ProtocolError, refusal
 from .protocol import COMPACT, Envelope, Protocol, _id_prefix, unpack_compact
+from .security import ReplayCache
 from .zmq_io import readable, recv_routed, send_frames, send_routed
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ class Answerer:
         self._running = False
         self._busy = False
         self._reject_times: Dict[str, float] = {}
+        #: Signed requests answered in the last 10 minutes (a keyed server answers each once).
+        self._replays = ReplayCache()
+        self._replay_logged = 0.0
 
     @property
     def running(self) -> bool:
@@ -286,6 +290,9 @@ class Answerer:
         except ProtocolError as exc:
             self._reject(router, route + [b""] if compact else route, body, exc)
             return
+        if protocol.hmac_key and self._replays.check_and_add(body[4], env.msgid):
+            self._refuse_replay(router, route, env, compact)
+            return
         try:
             content = protocol.loads(env.serializer, body[2], body[5:])
         except ProtocolError as exc:
@@ -329,6 +336,19 @@ class Answerer:
                 send_frames(router, route + [b""] + frames)
         except zmq.ZMQError as exc:
             logger.warning("cannot send the reply to %s: %s", env.msgid, exc)
+
+    def _refuse_replay(self, router: zmq.Socket, route: List[bytes], env: Envelope, compact: bool) -> None:
+        """Answer a replayed signed request (never deserialized, nothing runs) with a refusal."""
+        from .dispatch import encode_exception
+
+        now = time.monotonic()
+        if now - self._replay_logged > config.REJECT_LOG_INTERVAL:  # rate-limited: replays may be a flood
+            self._replay_logged = now
+            logger.warning("refused a replayed request %r at %s", env.msgid[:80], self.endpoint)
+        exc = refusal("replay", f"message id {env.msgid[:80]!r} was already answered: a replayed request "
+                                "is refused (each request must carry a new message id)")
+        self._send_reply(router, route, env, ("PSMessage", "raise", encode_exception(exc, env.serializer, [])),
+                         compact)
 
     def _reject(self, router: zmq.Socket, route: List[bytes], body: List[bytes],
                 exc: ProtocolError, env: Optional[Envelope] = None) -> None:

@@ -7,7 +7,8 @@ Every message is a multipart ZMQ message of five frames::
     2  content     the serialized payload
     3  message id  utf-8, unique per request; a reply carries its request's id
     4  signature   raw 20-byte HMAC-SHA1 of frames 0-3 concatenated (and, for
-                   ``pickle5oob``, of every buffer frame); empty without a key
+                   ``pickle5oob`` with buffers, of the buffers' layout -- their
+                   count and lengths -- and every buffer frame); empty without a key
 
 ``pickle5oob`` (offered only by pizco_qt servers that advertise the ``oob``
 capability) adds frames 5..n: the pickle protocol-5 out-of-band buffers, sent
@@ -230,6 +231,13 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
+def oob_layout(buffers: Sequence[Any]) -> bytes:
+    """What a ``pickle5oob`` signature covers besides the bytes: the number of buffer frames
+    and each one's length (little-endian u32 count, then u64 lengths)."""
+    sizes = [memoryview(b).nbytes for b in buffers]
+    return b"PZC-oob" + struct.pack(f"<I{len(sizes)}Q", len(sizes), *sizes)
+
+
 #: Parsed headers: {header frame: (sender, topic)} (bounded; senders are few).
 _HEADS: "dict[bytes, tuple[str, str]]" = {}
 
@@ -296,6 +304,13 @@ class Protocol:
             digest.update(frame)
         return digest.digest()
 
+    def sign_message(self, fields: Sequence[Any], buffers: Sequence[Any] = ()) -> bytes:
+        """The signature of a message: frames 0-3 (Pizco's, unchanged), then for out-of-band
+        buffers their layout (``oob_layout``) and the buffers, so re-splitting them breaks it."""
+        if not buffers:
+            return self.sign(fields)
+        return self.sign([*fields, oob_layout(buffers), *buffers])
+
     # -- serializers ------------------------------------------------------
     def dumps(self, content: Any, serializer: Optional[str] = None) -> "tuple[bytes, list]":
         """Serialize ``content``; returns the payload and the out-of-band buffers."""
@@ -343,7 +358,7 @@ class Protocol:
         frames: List[Any] = [header(sender, topic), _SER_FRAMES.get(name) or name.encode("utf-8"), payload,
                              msgid.encode("utf-8")]
         if self.hmac_key:
-            frames.append(self.sign(frames + (buffers or [])))
+            frames.append(self.sign_message(frames, buffers or ()))
         else:
             frames.append(b"")
         if buffers:
@@ -364,7 +379,7 @@ class Protocol:
         head = header(sender, topic)
         ser = _SER_FRAMES.get(name) or name.encode("utf-8")
         mid = msgid.encode("utf-8")
-        sig = self.sign([head, ser, payload, mid, *(buffers or ())]) if self.hmac_key else b""
+        sig = self.sign_message([head, ser, payload, mid], buffers or ()) if self.hmac_key else b""
         if buffers or len(payload) >= COMPACT_MAX or len(head) > 0xFFFF or len(mid) > 0xFF or len(ser) > 0xFF:
             frames = [head, ser, payload, mid, sig]
             if buffers:
@@ -388,7 +403,7 @@ class Protocol:
             if bytes(frames[1]) != b"pickle5oob":
                 raise ProtocolError(f"expected 5 frames, got {n}")
         if self.hmac_key:
-            expected = self.sign([frames[0], frames[1], frames[2], frames[3], *frames[5:]])
+            expected = self.sign_message(frames[:4], frames[5:])
             if not hmac.compare_digest(bytes(frames[4]), expected):
                 raise ProtocolError("bad signature: check PZC_KEY")
         head = frames[0]

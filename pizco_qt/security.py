@@ -25,7 +25,7 @@ from .protocol import Protocol
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["is_loopback_endpoint", "check_bind_allowed", "CurveConfig", "CurveChannel",
+__all__ = ["is_loopback_endpoint", "check_bind_allowed", "ReplayCache", "CurveConfig", "CurveChannel",
            "register_curve_server", "unregister_curve_server", "add_curve_arguments", "curve_from_args"]
 
 
@@ -76,6 +76,50 @@ def check_bind_allowed(endpoint: str, protocol: Protocol, secured: bool = False,
         "encryption (curve=CurveConfig(...), --curve-secret), bind 127.0.0.1, or pass "
         "allow_insecure=True (--allow-insecure) if every host that can reach this port is trusted."
     )
+
+
+# ---------------------------------------------------------------------- replays
+class ReplayCache:
+    """The signed requests a keyed server has answered recently (worker thread only).
+
+    A request is a replay when its message id, or its signature, was seen within
+    ``window`` seconds (10 minutes). The signature catches a captured request
+    whose message id was altered by moving bytes across Pizco's frame
+    boundaries, which the five-frame signature cannot see. At most ``size``
+    requests are remembered (two small entries each); past that rate the oldest
+    are forgotten early.
+    """
+
+    WINDOW = 600.0
+    SIZE = 200_000
+
+    def __init__(self, window: float = WINDOW, size: int = SIZE) -> None:
+        import collections
+
+        self.window = float(window)
+        self.size = int(size)
+        self._seen: "collections.OrderedDict[Any, float]" = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen) // 2
+
+    def check_and_add(self, signature: Any, msgid: str) -> bool:
+        """Record a request; True if it is a replay (nothing of it may run then)."""
+        now = time.monotonic()
+        seen = self._seen
+        while seen:
+            oldest = next(iter(seen.values()))
+            if now - oldest < self.window:
+                break
+            seen.popitem(last=False)
+        keys = (bytes(signature), "id:" + msgid)
+        if keys[0] in seen or keys[1] in seen:
+            return True
+        seen[keys[0]] = now
+        seen[keys[1]] = now
+        while len(seen) > 2 * self.size:
+            seen.popitem(last=False)
+        return False
 
 
 # ---------------------------------------------------------------------- CURVE

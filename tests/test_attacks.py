@@ -17,6 +17,7 @@ from childproc import spawn, server_argv  # noqa: F401  (a fixture)
 from conftest import HERE, wait_until
 from pizco_qt import Protocol, Proxy, Server, Signal
 from pizco_qt.errors import AccessDenied, RemoteError
+from pizco_qt.protocol import unpack_compact
 
 CTX = zmq.Context.instance()
 
@@ -421,3 +422,87 @@ def test_server_queue_lengths_are_bounded_and_configurable(closing, monkeypatch)
     monkeypatch.setenv("PZC_SNDHWM", "lots")
     with pytest.raises(ValueError, match="PZC_SNDHWM"):
         config.send_hwm()
+
+
+# ---------------------------------------------------------------------- replays and buffer boundaries
+KEY = "lab-key"
+
+
+def test_a_captured_signed_request_is_answered_at_most_once(closing, raw):
+    safe = Safe()
+    server = closing(Server(safe, protocol=Protocol(hmac_key=KEY)))
+    r = raw(server.rep_endpoint, key=KEY)
+    captured = r.frames(("PSMessage", "exec", {"name": "bump"}), "captured-1")
+    assert r.send_frames(captured) == ("PSMessage", "return", 2)
+    for _ in range(3):
+        assert refused(r.send_frames(captured), "replay")
+    # the same signed bytes with the frame boundary moved: a new message id, the same signature
+    shifted = list(captured)
+    shifted[2] = captured[2] + captured[3][:1]
+    shifted[3] = captured[3][1:]
+    Protocol(hmac_key=KEY).check(shifted)  # still correctly signed
+    assert refused(r.send_frames(shifted), "replay")
+    assert safe.value == 2 and safe.calls == ["bump"]
+    # the compact single-frame form too
+    compact = Protocol(hmac_key=KEY).encode_compact("urn:attacker", "", ("PSMessage", "exec", {"name": "bump"}),
+                                                    "compact-1")
+    for expected in ("return", "replay"):
+        r.sock.send(compact)
+        assert r.sock.poll(5000)
+        reply = Protocol(hmac_key=KEY).decode(unpack_compact(r.sock.recv()))
+        if expected == "return":
+            assert reply.content == ("PSMessage", "return", 3)
+        else:
+            assert refused(reply.content, "replay")
+    assert safe.value == 3
+    with Proxy(server.rep_endpoint, timeout=5, protocol=Protocol(hmac_key=KEY)) as proxy:
+        assert [proxy.bump() for _ in range(3)] == [4, 5, 6]  # fresh ids are served
+
+
+def test_the_replay_cache_is_bounded_and_forgets_after_ten_minutes(monkeypatch):
+    from pizco_qt import security
+
+    now = [1000.0]
+    monkeypatch.setattr(security.time, "monotonic", lambda: now[0])
+    cache = security.ReplayCache(size=3)
+    assert cache.window == 600.0
+    assert not cache.check_and_add(b"s1", "m1")
+    assert cache.check_and_add(b"s1", "m-other") and cache.check_and_add(b"s-other", "m1")
+    for i in range(2, 10):
+        assert not cache.check_and_add(f"s{i}".encode(), f"m{i}")
+    assert len(cache) == 3  # bounded: the oldest were forgotten
+    now[0] += 599
+    assert cache.check_and_add(b"s9", "m9")
+    now[0] += 2
+    assert not cache.check_and_add(b"s9", "m9") and len(cache) == 1
+
+
+def test_resplit_out_of_band_buffers_break_the_signature(closing, raw):
+    class Sink:
+        def __init__(self):
+            self.got = []
+
+        def take(self, data):
+            self.got.append(len(data))
+            return len(data)
+
+    sink = Sink()
+    server = closing(Server(sink, protocol=Protocol(hmac_key=KEY)))
+    r = raw(server.rep_endpoint, key=KEY)
+    r.protocol = Protocol(hmac_key=KEY, serializer="pickle5oob")
+    data = bytes(200_000)
+    frames = r.frames(("PSMessage", "exec", {"name": "take", "args": (data,)}), "oob-1")
+    assert len(frames) == 6 and len(frames[5]) == 200_000
+    resplit = frames[:5] + [frames[5][:10], frames[5][10:]]  # the same bytes, arriving as 10 bytes
+    r.sock.send_multipart([b""] + resplit)
+    assert r.sock.poll(5000)
+    reply = Protocol(hmac_key=KEY).decode(r.sock.recv_multipart()[1:]).content
+    assert reply[1] == "raise" and str(reply[2][0]) == "bad signature: check PZC_KEY"
+    assert sink.got == []
+    assert r.send_frames(frames)[2] == 200_000 and sink.got == [200_000]
+    # a five-frame message is signed exactly as Pizco signs it: HMAC-SHA1 of frames 0-3
+    import hashlib
+    import hmac
+
+    five = Protocol(hmac_key=KEY).encode("urn:x", "", ("PSMessage", "inspect", {}), "five-1")
+    assert five[4] == hmac.new(KEY.encode(), b"".join(five[:4]), hashlib.sha1).digest()
