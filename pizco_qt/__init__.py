@@ -12,7 +12,7 @@ from typing import Any
 
 from .agent import Agent
 from .errors import (AccessDenied, AuthenticationError, BindError, ConnectionLost, InsecureBind, Locked, NameTaken,
-                     PizcoError, ProtocolError, ProxyClosed, RemoteError, RemoteTimeout)
+                     PizcoError, ProtocolError, ProxyClosed, RemoteError, RemoteTimeout, TooManyOpenFiles)
 from .futures import FutureWatcher
 from .protocol import Protocol
 from .proxy import Proxy
@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Server", "Proxy", "Signal", "Agent", "Protocol", "bind", "watch", "FutureWatcher",
     "PizcoError", "RemoteError", "RemoteTimeout", "ProtocolError", "AuthenticationError", "ConnectionLost",
-    "ProxyClosed", "BindError", "InsecureBind", "NameTaken", "AccessDenied", "Locked", "Station", "__version__",
+    "ProxyClosed", "BindError", "InsecureBind", "NameTaken", "AccessDenied", "Locked", "TooManyOpenFiles",
+    "Station", "__version__",
 ]
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import concurrent.futures
 import zmq
 
-from . import config, iothread
+from . import config, forking, iothread, limits
 from .answering import Answerer
 from .delivery import Target, current_target
 from .endpoints import normalize, normalize_optional
@@ -44,6 +44,16 @@ logger = logging.getLogger(__name__)
 __all__ = ["Agent", "CAPABILITIES", "ACK_PREFIX", "HEARTBEAT_TOPIC", "FUTURE_TOPIC"]
 
 _live_agents: "weakref.WeakSet[Agent]" = weakref.WeakSet()
+#: Agents inherited across os.fork(): kept alive, never stopped nor used in the child.
+_inherited_agents: "List[Agent]" = []
+
+
+def _forget_inherited_agents() -> None:
+    _inherited_agents.extend(_live_agents)
+    _live_agents.clear()
+
+
+forking.on_fork_child(_forget_inherited_agents)
 
 
 def connectable(endpoint: str, dialed: Optional[str] = None) -> str:
@@ -105,10 +115,17 @@ class Agent:
         self._sub_pub: Dict[Tuple[str, str], Tuple[str, Optional[str]]] = {}
         self.rep_endpoint: str = ""
         self.pub_endpoint: str = ""
+        #: The process that created this agent (see ``pizco_qt.forking``).
+        self._owner_pid = forking.pid
+        if _bind:  # before any socket or thread: a clear error, never a libzmq abort
+            limits.check_headroom(limits.SERVER_NEEDS, f"create a server at {rep_endpoint}")
+        else:
+            limits.check_headroom(limits.PROXY_NEEDS, "create a client agent")
         self._io = iothread.acquire()
         self._sender = f"urn:pizco_qt:{_id_prefix}:{os.getpid()}:{id(self):x}"
         #: The requesting part (synchronous and non-blocking requests).
         self.requester = Requester(self.protocol, self._io, curve, self._sender)
+        self.requester.owner = f"this {type(self).__name__}"
         #: The subscribing part (the SUB socket).
         self.subscriber = Subscriber(self.protocol, self._io, curve)
         #: The answering part (ROUTER and worker thread); None until bound.
@@ -222,6 +239,11 @@ class Agent:
     def on_unsubscribe(self, topic: str, count: int) -> None:
         """A SUB socket unsubscribed from ``topic``; ``count`` subscribers left (worker thread)."""
 
+    def _check_process(self) -> None:
+        """ProxyClosed if this agent was inherited across os.fork() (it cannot work here)."""
+        if self._owner_pid != forking.pid:
+            forking.check_owner(self._owner_pid, f"this {type(self).__name__} ({self.rep_endpoint or self.sender})")
+
     # ------------------------------------------------------------------ requests
     def request_frames(self, endpoint: str, content: Any, timeout: Optional[float] = None,
                        action: str = "request", serializer: Optional[str] = None,
@@ -231,6 +253,8 @@ class Agent:
         ``compact=True`` (only for servers that advertise the ``compact``
         capability) sends a small request as one compact frame.
         """
+        if self._owner_pid != forking.pid:
+            self._check_process()
         if self._stopped:
             raise PizcoError(f"this agent is stopped; cannot reach {endpoint}")
         return self.requester.request_frames(endpoint, content, timeout, action, serializer, compact)
@@ -255,6 +279,7 @@ class Agent:
         ``on_reply(frames)`` (run on the dispatcher thread) may turn the raw reply
         into the Future's result; by default the decoded content is the result.
         """
+        self._check_process()
         return self.requester.request_async(endpoint, content, on_reply, serializer)
 
     def forget_async(self, fut: concurrent.futures.Future) -> None:
@@ -269,6 +294,7 @@ class Agent:
         ``callback(sender, topic, content, msgid)`` (default ``on_notification``) runs
         on the subscribing thread's Qt loop if it has one, else on the dispatcher.
         """
+        self._check_process()
         rep_endpoint = normalize(rep_endpoint)
         pub_endpoint = normalize_optional(pub_endpoint)
         sender, pub, ack = rep_endpoint, pub_endpoint, False
@@ -296,6 +322,7 @@ class Agent:
 
     def unsubscribe(self, rep_endpoint: str, topic: str, pub_endpoint: Optional[str] = None) -> None:
         """Stop receiving ``topic`` from the agent at ``rep_endpoint``."""
+        self._check_process()
         rep_endpoint = normalize(rep_endpoint)
         pub_endpoint = normalize_optional(pub_endpoint)
         sender, pub = self._sub_pub.pop((rep_endpoint, topic), (rep_endpoint, pub_endpoint))
@@ -305,6 +332,7 @@ class Agent:
     # ------------------------------------------------------------------ publishing
     def publish(self, topic: str, content: Any) -> None:
         """Publish ``content`` on ``topic`` (any thread; never blocks; nothing if not bound)."""
+        self._check_process()
         if self.publisher is not None:
             self.publisher.publish(topic, content)
 
@@ -336,6 +364,9 @@ class Agent:
 
         If a remote 'stop' request is being carried out, this waits for it to end.
         """
+        if forking.inherited(self._owner_pid):
+            self._stopped = True  # inherited across fork: its threads and sockets are the parent's
+            return
         with self._stop_lock:
             already = self._stopped
             self._stopped = True

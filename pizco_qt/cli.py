@@ -254,6 +254,9 @@ def _fail(message: str, status: int = 1) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``pizco-server``; returns the exit status (0 after a clean stop, 1 if it cannot start)."""
     ns = parse_args(argv)
+    from .limits import raise_open_files_limit
+
+    raise_open_files_limit()  # a server with many clients needs descriptors
     _configure_logging(ns.verbose)
     for d in reversed(ns.path):
         sys.path.insert(0, os.path.abspath(os.path.expanduser(d)))

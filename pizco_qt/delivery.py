@@ -26,6 +26,7 @@ import time
 import weakref
 from typing import Any, Callable, Optional
 
+from . import forking
 from ._qt import QObject, QThread, QtCore, Signal, Slot, app_instance, runs_event_loop
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,16 @@ class _Dispatcher:
 
 
 dispatcher = _Dispatcher()
+
+
+def _reset_after_fork() -> None:
+    """In a forked child: the dispatcher thread is gone and its lock may be held; start afresh."""
+    dispatcher._queue = collections.deque()
+    dispatcher._cond = threading.Condition(threading.Lock())
+    dispatcher._thread = None
+
+
+forking.on_fork_child(_reset_after_fork)
 
 
 class _Courier(QObject):

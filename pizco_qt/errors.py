@@ -19,6 +19,7 @@ __all__ = [
     "NameTaken",
     "AccessDenied",
     "Locked",
+    "TooManyOpenFiles",
     "raise_remote",
     "REASON_ATTR",
     "refusal",
@@ -93,6 +94,25 @@ class BindError(PizcoError, OSError):
 
 class InsecureBind(BindError):
     """Refused before binding: a non-loopback address with no HMAC key and no CURVE."""
+
+
+class TooManyOpenFiles(PizcoError, OSError):
+    """This process is (nearly) out of file descriptors: nothing was opened.
+
+    Raise the limit (``ulimit -n``, or ``resource.setrlimit(RLIMIT_NOFILE, ...)``)
+    or use fewer servers and proxies per process.
+    """
+
+    def __init__(self, message: str) -> None:
+        PizcoError.__init__(self, message)
+        self.errno = 24  # EMFILE
+        self.strerror = message
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):
+        return (type(self), (self.strerror,))
 
 
 class NameTaken(PizcoError):

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from . import forking
+
 __all__ = ["add", "discard", "server_for"]
 
 _servers: Dict[str, Any] = {}
+
+
+def _forget_after_fork() -> None:
+    _servers.clear()  # a forked child serves none of its parent's QObjects
+
+
+forking.on_fork_child(_forget_after_fork)
 
 
 def add(endpoint: str, server: Any) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, Optional
 
 import zmq
 
-from . import config
+from . import config, forking
 from ._qt import QThread
 from .delivery import report_exception
 
@@ -267,6 +267,24 @@ def _prune_retired() -> None:
         # 2 references: the list's and getrefcount's argument
         if _retired[i].isFinished() and sys.getrefcount(_retired[i]) <= 2:
             del _retired[i]
+
+
+#: I/O threads, contexts and locks inherited across os.fork(): kept, never used or freed in the child.
+_inherited: list = []
+
+
+def _reset_after_fork() -> None:
+    """In a forked child: forget the parent's I/O thread and context (they are unusable here)."""
+    global _ctx, _ctx_lock, _io, _users, _lock
+    _inherited.extend(x for x in (_io, _ctx) if x is not None)
+    _inherited.extend(_retired)
+    _retired.clear()
+    _ctx, _io, _users = None, None, 0
+    _ctx_lock = threading.Lock()
+    _lock = threading.RLock()
+
+
+forking.on_fork_child(_reset_after_fork)
 
 
 @atexit.register

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from . import forking
 from ._qt import QObject, Signal, is_deleted, on_destroyed
 from .delivery import Target, current_target
 
@@ -239,6 +240,15 @@ def _as_exception(value: Any, endpoint: str) -> BaseException:
 
 _pollers: Dict[Tuple[str, int], _Poller] = {}
 _pollers_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    """In a forked child: the parent's pollers run on its I/O thread, which is gone."""
+    global _pollers, _pollers_lock
+    _pollers, _pollers_lock = {}, threading.Lock()
+
+
+forking.on_fork_child(_reset_after_fork)
 
 
 def _poller_for(core: Any) -> _Poller:

@@ -1,8 +1,8 @@
 """serve_in_process: serve a new object in a child ``python -m pizco_qt`` process.
 
-The parent starts ``sys.executable -m pizco_qt`` directly (no shell, no
-terminal), passes the sys.path root the class's module was imported from with
-``-p``, and the class and its constructor arguments as ``--serve module:Class
+The parent starts ``sys.executable -P -m pizco_qt`` directly (no shell, no
+terminal; ``-P`` keeps the working directory off the child's sys.path), passes
+the sys.path root the class's module was imported from with ``-p``, and the class and its constructor arguments as ``--serve module:Class
 --args LITERAL --kwargs LITERAL``. It reads the child's ready line
 ``pizco-server ready rep=<endpoint> pub=<endpoint>`` with a deadline, and
 keeps draining the child's stdout and stderr afterwards (the last stderr lines
@@ -341,11 +341,27 @@ def _child_env(protocol: Optional[Protocol]) -> Dict[str, str]:
     return env
 
 
+def python_command() -> List[str]:
+    """How to start ``python -m pizco_qt`` without the working directory on the child's sys.path.
+
+    ``python -m`` puts the working directory first on ``sys.path``, so a ``zmq.py``
+    planted there would run in the server. Python 3.11+ has ``-P`` for that; older
+    versions drop the entry before importing anything else.
+    """
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", "pizco_qt"]
+    return [sys.executable, "-c", "import sys; del sys.path[0]; import runpy; "
+                                  "runpy.run_module('pizco_qt', run_name='__main__', alter_sys=True)"]
+
+
 def build_argv(served_cls: type, args: tuple, kwargs: dict, rep_endpoint: Optional[str],
                pub_endpoint: Optional[str], *, name: Optional[str], gui: bool, verbose: bool) -> List[str]:
-    """The child's command line: ``sys.executable -m pizco_qt ... --watch-stdin``."""
+    """The child's command line: ``python -P -m pizco_qt ... --watch-stdin`` (see ``python_command``).
+
+    The sys.path root of the served class's module is passed explicitly (``-p``).
+    """
     root = class_path_root(served_cls)
-    argv = [sys.executable, "-m", "pizco_qt",
+    argv = [*python_command(),
             rep_endpoint or "tcp://127.0.0.1:0", pub_endpoint or "tcp://127.0.0.1:0",
             "--serve", f"{served_cls.__module__}:{served_cls.__qualname__}",
             "--args", _literal(tuple(args), "the constructor's args"),

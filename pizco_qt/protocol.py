@@ -43,7 +43,7 @@ import struct
 import uuid
 from typing import Any, List, NamedTuple, Optional, Sequence
 
-from . import config
+from . import config, forking
 from .errors import REASON_ATTR, ProtocolError
 
 __all__ = ["Protocol", "Envelope", "Message", "PREFIX", "header", "new_msgid", "CAPABILITIES",
@@ -61,6 +61,16 @@ _id_prefix = uuid.uuid4().hex[:12]
 def new_msgid() -> str:
     """A message id unique to this process run (cheaper than a uuid per call)."""
     return f"{_id_prefix}-{next(_ids)}"
+
+
+def _new_ids_after_fork() -> None:
+    """A forked child must not reuse its parent's message ids (a keyed server refuses replays)."""
+    global _id_prefix, _ids
+    _id_prefix = uuid.uuid4().hex[:12]
+    _ids = itertools.count(1)
+
+
+forking.on_fork_child(_new_ids_after_fork)
 
 
 PREFIX = "PZC00"

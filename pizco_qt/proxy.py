@@ -23,7 +23,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import config, inline, iothread
+from . import config, forking, inline, iothread, limits
 from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
 from .endpoints import normalize
@@ -79,6 +79,16 @@ class _TolerantUnpickler(pickle.Unpickler):
 
 
 _live_cores: "weakref.WeakSet[_ProxyCore]" = weakref.WeakSet()
+#: Proxies inherited across os.fork(): kept alive, never closed nor used in the child.
+_inherited_cores: "List[_ProxyCore]" = []
+
+
+def _forget_inherited_cores() -> None:
+    _inherited_cores.extend(_live_cores)
+    _live_cores.clear()
+
+
+forking.on_fork_child(_forget_inherited_cores)
 
 
 class _ProxyCore:
@@ -95,9 +105,13 @@ class _ProxyCore:
         self.timeout = config.timeout() if timeout is None else float(timeout)
         self.protocol = protocol if protocol is not None else Protocol.from_environment()
         self.curve = curve
+        #: The process that created this proxy (see ``pizco_qt.forking``).
+        self.owner_pid = forking.pid
+        limits.check_headroom(limits.PROXY_NEEDS, f"create a proxy to {endpoint}")
         self.io = iothread.acquire()
         self.requester = Requester(self.protocol, self.io, curve,
                                    f"urn:pizco_qt:{_id_prefix}:{os.getpid()}:{id(self):x}")
+        self.requester.owner = f"this Proxy to {endpoint}"
         self.subscriber = Subscriber(self.protocol, self.io, curve)
         self.liveness = Liveness(self)
         _live_cores.add(self)
@@ -234,7 +248,13 @@ class _ProxyCore:
             _raise_from_reply(value, self.endpoint)
         raise ProtocolError(f"unknown reply {kind!r} from {self.endpoint}")
 
+    def check_process(self) -> None:
+        """ProxyClosed at once if this proxy was inherited across os.fork()."""
+        forking.check_owner(self.owner_pid, f"this Proxy to {self.endpoint}")
+
     def call(self, action: str, options: Dict[str, Any], timeout: Optional[float] = None) -> Any:
+        if self.owner_pid != forking.pid:
+            self.check_process()
         if self.closed:
             raise PizcoError(f"this proxy to {self.endpoint} is stopped")
         if not self.alive:
@@ -258,6 +278,7 @@ class _ProxyCore:
         return self.interpret(content)
 
     def call_async(self, action: str, options: Dict[str, Any]) -> RemoteFuture:
+        self.check_process()
         fut = RemoteFuture()
         if self.closed or not self.alive:
             settle(fut, exc=ConnectionLost(f"the server at {self.endpoint} is not answering"))
@@ -283,6 +304,7 @@ class _ProxyCore:
     # ---------------------------------------------------------------- signals
     def connect(self, topic: str, slot: Any, coalesce: bool = False, wait: bool = True, keeper: Any = None) -> None:
         """Connect ``slot`` to remote signal ``topic``; ``keeper`` (the Proxy) is held while connected."""
+        self.check_process()
         if self.closed:
             raise PizcoError(f"this proxy to {self.endpoint} is stopped")
         with self.lock:
@@ -370,6 +392,8 @@ class _ProxyCore:
         if self.closed:
             return
         self.closed = True
+        if forking.inherited(self.owner_pid):
+            return  # inherited across fork: its threads and sockets are the parent's
         for sub in list(self.signals.values()):
             for c in sub.connections:
                 c.kill()

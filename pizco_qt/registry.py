@@ -344,6 +344,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``pizco-registry [endpoint]``: serve a registry until SIGINT or SIGTERM (exit status 0)."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    from .limits import raise_open_files_limit
+
+    raise_open_files_limit()  # one connection per registered server and client
     for endpoint in (args.endpoint, args.pub):
         if endpoint is not None and ("://" not in endpoint or not endpoint.split("://", 1)[1]):
             parser.error(f"{endpoint!r} is not a ZMQ endpoint (e.g. tcp://127.0.0.1:5777)")

@@ -146,6 +146,7 @@ def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, t
     ctx = iothread.context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
     if curve is not None:
         curve.configure_client(sock)
     monitor = sock.get_monitor_socket(_REFUSALS | _HANDSHAKE_FAILURES)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
 
-from . import config, iothread
+from . import config, forking, iothread, limits
 from .delivery import dispatcher
 from .errors import PizcoError, RemoteTimeout
 from .futures import copy_outcome, settle
@@ -48,6 +48,7 @@ class Channel:
         sock = iothread.context().socket(zmq.DEALER)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not there
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())  # a hostile server cannot flood us
         sock.connect(endpoint)
         self.sock = sock
         self.lock = threading.Lock()
@@ -118,6 +119,9 @@ class Requester:
         self.protocol = protocol
         self.curve = curve
         self.sender = sender
+        #: The process that made this part, and what it belongs to (for ``ProxyClosed`` after a fork).
+        self.owner_pid = forking.pid
+        self.owner = "this client"
         self._io = io
         self._closed = False
         self._local = threading.local()
@@ -127,6 +131,8 @@ class Requester:
 
     # ------------------------------------------------------------------ synchronous
     def _channel(self, endpoint: str) -> Any:
+        if self.owner_pid != forking.pid:  # inherited across os.fork(): refuse at once, never hang
+            forking.check_owner(self.owner_pid, self.owner)
         holder = getattr(self._local, "holder", None)
         if holder is None:
             holder = self._local.holder = _ChannelHolder()
@@ -134,8 +140,12 @@ class Requester:
         if ch is None or ch.closed:
             if self._closed:
                 raise PizcoError(f"this agent is stopped; cannot reach {endpoint}")
-            ch = Channel(endpoint) if self.curve is None or not self.curve.is_client else \
-                CurveChannel(endpoint, self.curve, iothread.context())
+            limits.check_headroom(limits.CONNECTION_NEEDS, f"connect to {endpoint}")
+            try:
+                ch = Channel(endpoint) if self.curve is None or not self.curve.is_client else \
+                    CurveChannel(endpoint, self.curve, iothread.context())
+            except (zmq.ZMQError, OSError) as exc:
+                raise limits.from_zmq_error(exc, f"connect to {endpoint}") from exc
             holder.channels[endpoint] = ch
             self._all_channels.append(weakref.ref(ch))
         return ch
@@ -174,6 +184,7 @@ class Requester:
         ``on_reply(frames)`` (run on the dispatcher thread) may turn the raw reply
         into the Future's result; by default the decoded content is the result.
         """
+        forking.check_owner(self.owner_pid, self.owner)
         fut: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
         msgid = new_msgid()
         frames = self.protocol.encode(self.sender, "", content, msgid, serializer)
@@ -205,6 +216,7 @@ class Requester:
             sock = iothread.context().socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, config.DEFAULT_HWM)
+            sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
             if self.curve is not None:
                 self.curve.configure_client(sock)
             sock.connect(endpoint)

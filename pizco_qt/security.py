@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional
 
+from . import forking
 from .zmq_io import close_owned
 from .errors import InsecureBind, PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Protocol
@@ -256,6 +257,18 @@ _auth_domains: Dict[str, _KeyRing] = {}
 _auth_lock = threading.Lock()
 
 
+def _reset_after_fork() -> None:
+    """In a forked child: the parent's authenticator thread is gone; the next CURVE server starts one."""
+    global _auth, _auth_domains, _auth_lock
+    if _auth is not None:
+        _inherited_auth.append(_auth)
+    _auth, _auth_domains, _auth_lock = None, {}, threading.Lock()
+
+
+_inherited_auth: List[Any] = []
+forking.on_fork_child(_reset_after_fork)
+
+
 def register_curve_server(curve: CurveConfig, context: Any) -> str:
     """Admit clients of one CURVE server: returns the ZAP domain its sockets must use.
 
@@ -317,9 +330,12 @@ class CurveChannel:
     def __init__(self, endpoint: str, curve: CurveConfig, context: Any) -> None:
         import zmq
 
+        from . import config
+
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
         curve.configure_client(sock)
         events = zmq.EVENT_HANDSHAKE_SUCCEEDED
         for name in _REFUSED:

@@ -19,7 +19,7 @@ import time
 import warnings
 from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
-from . import dispatch as _dispatch, inline
+from . import dispatch as _dispatch, forking, inline
 from . import gate as _gate
 from ._qt import QObject, QtCore, is_qt_signal
 from .agent import FUTURE_TOPIC, Agent, new_msgid
@@ -322,6 +322,7 @@ class Server(Agent):
     # ------------------------------------------------------------------ lifecycle
     def serve_forever(self) -> None:
         """Block until the server is stopped; Ctrl+C stops it cleanly."""
+        self._check_process()
         try:
             while not self._done.wait(0.5):
                 pass
@@ -342,7 +343,14 @@ class Server(Agent):
         inline.discard(self.rep_endpoint)
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving, close the sockets and join the threads (within ``timeout``)."""
+        """Stop serving, close the sockets and join the threads (within ``timeout``).
+
+        In a process that inherited this server through ``os.fork()`` this does
+        nothing (the server and its threads belong to the parent).
+        """
+        if forking.inherited(self._owner_pid):
+            self._stopped = True
+            return
         try:
             super().stop(timeout)
         finally:

@@ -506,3 +506,129 @@ def test_resplit_out_of_band_buffers_break_the_signature(closing, raw):
 
     five = Protocol(hmac_key=KEY).encode("urn:x", "", ("PSMessage", "inspect", {}), "five-1")
     assert five[4] == hmac.new(KEY.encode(), b"".join(five[:4]), hashlib.sha1).digest()
+
+
+# ---------------------------------------------------------------------- fork
+@pytest.mark.parametrize("mode", ["fork", "mp"])
+def test_objects_inherited_across_fork_refuse_at_once_and_new_ones_work(mode):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "fork_child.py"), mode], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for attempt in result["inherited"]:
+        assert attempt["error"] == "ProxyClosed", attempt
+        assert attempt["seconds"] < 0.5, attempt  # at once, never a hang or a timeout
+        assert f"created by process {result['parent']}" in attempt["text"], attempt
+    assert result["new_proxy_to_parent"] == 1.0
+    assert result["new_server_in_child"] == 8.0
+    assert result["status"] == 0 and result["exit_seconds"] < 2.0, result
+    assert result["parent_still_works"] == 2.0
+
+
+# ---------------------------------------------------------------------- serve_in_process and the working directory
+def test_serve_in_process_never_imports_from_the_callers_working_directory(tmp_path, monkeypatch):
+    from objects import Stage
+
+    marker = tmp_path / "planted-module-ran"
+    for planted in ("zmq", "qtpy", "pizco_qt", "objects", "runpy", "argparse"):
+        (tmp_path / f"{planted}.py").write_text(
+            f"open({str(marker)!r}, 'a').write({planted!r} + '\\n')\nraise SystemExit('planted {planted}')\n")
+    monkeypatch.chdir(tmp_path)
+    proxy = Server.serve_in_process(Stage, (2.0,), timeout=30)
+    try:
+        assert proxy.position == 2.0
+        assert proxy.move_by(1) == 3.0
+    finally:
+        proxy._proxy_stop_server()
+    assert not marker.exists(), marker.read_text()
+
+
+# ---------------------------------------------------------------------- hostile servers and message size
+def test_client_sockets_enforce_the_maximum_message_size(closing, monkeypatch):
+    from pizco_qt import Agent
+    from pizco_qt.errors import RemoteTimeout
+
+    monkeypatch.setenv("PZC_MAX_MESSAGE", "65536")
+    router = CTX.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    endpoint = f"tcp://127.0.0.1:{port}"
+    stop = threading.Event()
+    answered = []
+
+    def hostile():  # answers every request with 4 MB, then with a small valid reply
+        while not stop.is_set():
+            if not router.poll(50):
+                continue
+            frames = router.recv_multipart()
+            route, body = frames[:2], frames[2:]
+            payload = b"x" * (4 << 20) if not answered else pickle.dumps("small")
+            router.send_multipart(route + [f"PZC00+{endpoint}+".encode(), b"pickle", payload, body[3], b""])
+            answered.append(len(payload))
+
+    t = threading.Thread(target=hostile)
+    t.start()
+    try:
+        agent = closing(Agent(_bind=False))
+        with pytest.raises(RemoteTimeout):
+            agent.request(endpoint, "info", timeout=1)  # the 4 MB reply is dropped by ZMQ, never buffered
+        assert answered and answered[0] == 4 << 20
+        channel = agent.requester._channel(endpoint)
+        assert channel.sock.getsockopt(zmq.MAXMSGSIZE) == 65536
+        fut = agent.request_async(endpoint, "info")
+        assert fut.result(5) == "small"  # the connection is made again; small replies still arrive
+        requester, subscriber = agent.requester, agent.subscriber
+        assert agent.io.call(lambda: requester._async_socks[endpoint].getsockopt(zmq.MAXMSGSIZE)) == 65536
+        assert agent.io.call(lambda: subscriber._ensure_sock().getsockopt(zmq.MAXMSGSIZE)) == 65536
+    finally:
+        stop.set()
+        t.join(5)
+        router.close(0)
+
+
+# ---------------------------------------------------------------------- file descriptors
+def test_out_of_file_descriptors_is_a_clear_error_within_a_second():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "fd_child.py"), "128"], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert proc.returncode == 0, proc.stderr  # never a libzmq abort
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    whats = [e["what"] for e in result["errors"]]
+    assert whats == ["server", "proxy", "proxy when nearly out", "server when nearly out", "call"], result
+    for error in result["errors"]:
+        assert error["type"] == "TooManyOpenFiles" and error["pizco"] and error["oserror"], error
+        assert "too many open files" in error["text"] and "limit of 128" in error["text"], error
+        assert error["seconds"] < 1.0, error
+    assert result["call_from_new_thread"] is None
+    assert result["existing_call"] == 1.0  # connections already made keep working
+
+
+def _soft_nofile(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return line.split()[3:5]
+    raise AssertionError("no 'Max open files' line")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/limits"), reason="reads /proc/<pid>/limits")
+@pytest.mark.parametrize("module, ready", [("pizco_qt", "pizco-server ready"),
+                                           ("pizco_qt.registry", "pizco-registry ready")])
+def test_console_scripts_raise_the_soft_descriptor_limit_to_the_hard_one(spawn, module, ready):
+    import resource
+    import shlex
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("the hard limit is too low to lower the soft one below it")
+    command = f"ulimit -Sn 256 && exec {shlex.quote(sys.executable)} -m {module} tcp://127.0.0.1:0"
+    child = spawn(["sh", "-c", command])
+    line = child.line()
+    assert line.startswith(ready), child.describe()
+    soft_now, hard_now = _soft_nofile(child.pid)
+    assert soft_now == hard_now and soft_now != "256", (soft_now, hard_now)
+    child.signal(signal.SIGTERM)
+    assert child.wait(5) == 0, child.describe()

@@ -39,7 +39,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run the monitor; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pizco_qt.limits import raise_open_files_limit
     from pizco_qt.security import curve_from_args
+
+    raise_open_files_limit()  # one proxy per server shown
 
     curve = curve_from_args(parser, args, "client")
     from qtpy import QtCore, QtWidgets
