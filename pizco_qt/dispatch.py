@@ -213,7 +213,7 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         options = {}
     obj = server.served_object
     try:
-        gate.check_request(server, action, options)  # refuses before anything runs
+        _check(server, action, options)  # the gate: refuses before anything runs
         if action == "exec":
             attr = getattr(obj, options["name"])
             method = options.get("method", "__call__")
@@ -254,6 +254,15 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         server.register_future(msgid, ret)
         return ("PSMessage", "future_register", msgid)
     return ("PSMessage", "return", ret)
+
+
+def _check(server: Any, action: Any, options: Dict[str, Any]) -> None:
+    """The server's gate (``Server.check_request``, which subclasses extend), else ``gate.check_request``."""
+    check = getattr(server, "check_request", None)
+    if check is not None:
+        check(action, options)
+    else:
+        gate.check_request(server, action, options)
 
 
 def _get_many(server: Any, obj: Any, names: Any, serializer: str) -> Dict[str, Any]:

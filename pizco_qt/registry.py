@@ -7,9 +7,15 @@ A registry is an ordinary pizco_qt server whose served object is a
 :mod:`pizco_qt.registry_client`, whose public functions are re-exported here):
 they reserve the name before binding, register after binding and re-send
 their registration every 2 s. Entries expire 6 s after their last
-registration, at once on a clean stop, and within half a second when the
-registry sees that a process of its own machine is gone. The registry emits
-``server_added(entry)`` and ``server_removed(name)``.
+registration, at once on a clean stop, and 6 s after their server last
+answered the registry's own 'info' probe (a served registry probes every
+registered server each second). The registry emits ``server_added(entry)``
+and ``server_removed(name)``.
+
+A served registry trusts only what it finds out itself: it answers only its
+own operations (``RegistryServer``), identifies a server by the digest of its
+registration token that the server's 'info' carries (``identity``), and never
+lets a refresh move an entry.
 
 Thread affinity: ``Registry`` methods may be called from any thread; served,
 they run on the registry server's worker thread, and so does the expiry sweep
@@ -19,13 +25,14 @@ they run on the registry server's worker thread, and so does the expiry sweep
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import signal as _signal
 import sys
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import config
 from .endpoints import normalize_optional
@@ -47,12 +54,34 @@ __all__ = [
 
 # ====================================================================== the registry object
 class _Record:
-    """A registered server as the registry keeps it (the entry plus bookkeeping)."""
+    """A registered server as the registry keeps it (the entry plus bookkeeping).
 
-    __slots__ = ("entry", "token", "place", "seen")
+    ``seen`` is its last registration; ``answered`` the last time the registry's
+    own probe of its endpoint was answered by it (see ``identity``), ``curve_key``
+    its CURVE public key (z85) when it serves with CURVE; ``verified`` whether a
+    probe has ever been answered by it (an entry never verified does not keep
+    its name from a newcomer unless it answers when the registry asks).
+    """
 
-    def __init__(self, entry: Dict[str, Any], token: str, place: str, seen: float) -> None:
-        self.entry, self.token, self.place, self.seen = entry, token, place, seen
+    __slots__ = ("entry", "token", "seen", "answered", "curve_key", "since", "verified")
+
+    def __init__(self, entry: Dict[str, Any], token: str, seen: float, curve_key: str = "") -> None:
+        self.entry, self.token, self.seen, self.curve_key = entry, token, seen, curve_key
+        self.answered = self.since = seen
+        self.verified = False  # the registry's probe has seen its server answer as the token's holder
+
+
+def identity(token: str) -> str:
+    """What a registered server's 'info' reply carries to prove it holds ``token`` (never the token)."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+#: Seconds an expired reservation is remembered (its token cannot reserve the name again meanwhile).
+LAPSED_MEMORY = 600.0
+
+#: What the registry answers: 'info', and through 'exec' only these operations (plus 'inspect',
+#: 'describe' so proxies work). Everything else is refused (``PermissionError``, reason 'registry').
+REGISTRY_OPERATIONS = frozenset({"servers", "lookup", "reserve", "release", "register", "unregister"})
 
 
 class Registry:
@@ -83,6 +112,11 @@ class Registry:
         self._reserved: Dict[str, _Record] = {}
         self._gone: Dict[str, float] = {}  # tokens unregistered recently: late refreshes are ignored
         self._lock = threading.RLock()
+        #: ``probe(endpoint, curve_key) -> identity or None`` (the registry asks a server itself);
+        #: set by ``serve_registry``. Without it, entries live by their registrations alone.
+        self.probe: Optional[Callable[[str, str], Optional[str]]] = None
+        self._probe_cache: Dict[str, Any] = {}  # {endpoint: (time, identity or None)}
+        self._lapsed: Dict[Any, Any] = {}  # {(name, token): (time, entry)} of expired reservations
 
     # ---------------------------------------------------------------- queries
     def servers(self) -> List[Dict[str, Any]]:
@@ -113,18 +147,30 @@ class Registry:
         ``rep_endpoint`` is the endpoint it is about to bind. Returns None when
         the name is held for it, else the entry of the live server (or
         reservation) that has the name. A server about to bind the fixed TCP
-        endpoint of the holder, on the same machine, gets the name: the holder
-        is dead if that bind succeeds (its registration then replaces the entry).
+        endpoint of the holder gets the reservation (the holder is dead if that
+        bind succeeds); its registration replaces the holder only once the
+        registry has seen that endpoint answer as the newcomer. Reserving again
+        with the same token does not extend the reservation (it lapses
+        ``expiry`` seconds after it was made). ``place`` is ignored: the
+        registry trusts only what it finds out itself.
         """
         _check_name(name)
+        _check_token(token)
         now = time.time()
         removed: List[str] = []
         with self._lock:
-            holder = self._holder(name, token, now, removed, place, rep_endpoint, replace=False)
+            lapsed = self._lapsed.get((name, token))
+            mine = self._reserved.get(name)
+            if mine is not None and mine.token == token and self._is_stale(mine, now):
+                lapsed = self._lapse(name, mine, now)
+            if lapsed is not None:  # a reservation is made once: renewing it would hold the name forever
+                return dict(lapsed[1])
+            holder = self._holder(name, token, now, removed, rep_endpoint, replace=False)
             if holder is None:
-                entry = {"name": name, "class": "", "rep_endpoint": rep_endpoint, "pub_endpoint": "",
-                         "host": str(host), "pid": pid, "started": now}
-                self._reserved[name] = _Record(entry, token, place, now)
+                if mine is None or mine.token != token:  # re-reserving never extends a reservation
+                    entry = {"name": name, "class": "", "rep_endpoint": str(rep_endpoint), "pub_endpoint": "",
+                             "host": str(host), "pid": pid, "started": now}
+                    self._reserved[name] = _Record(entry, token, now)
         for gone in removed:
             self.server_removed.emit(gone)
         return holder
@@ -138,18 +184,26 @@ class Registry:
                 return True
             return False
 
-    def register(self, entry: Dict[str, Any], token: str, place: str = "") -> Optional[Dict[str, Any]]:
+    def register(self, entry: Dict[str, Any], token: str, place: str = "",
+                 curve_key: str = "") -> Optional[Dict[str, Any]]:
         """Add or refresh the server ``entry`` describes; ``token`` identifies that server.
 
         Returns None when registered (or refreshed), else the entry of the live
-        server that already has the name (nothing changes then).
+        server that already has the name (nothing changes then). A refresh
+        cannot change the entry's endpoints. ``place`` is ignored; ``curve_key``
+        is the server's CURVE public key (z85) if it serves with CURVE, so the
+        registry can probe it.
         """
         if not isinstance(entry, dict):
             raise TypeError(f"a registry entry is a dict, not {type(entry).__name__}")
         name = entry.get("name")
         _check_name(name)
+        _check_token(token)
         clean = {key: entry.get(key) for key in ENTRY_KEYS}
         clean.update((key, entry[key]) for key in OPTIONAL_KEYS if isinstance(entry.get(key), str))
+        if not isinstance(clean["rep_endpoint"], str) or not clean["rep_endpoint"]:
+            raise ValueError(f"a registry entry needs a rep_endpoint, not {clean['rep_endpoint']!r}")
+        curve_key = curve_key if isinstance(curve_key, str) else ""
         now = time.time()
         removed: List[str] = []
         added = None
@@ -159,13 +213,15 @@ class Registry:
             record = self._records.get(name)
             if record is not None and record.token == token:
                 record.seen = now
+                for key in ("rep_endpoint", "pub_endpoint"):  # a server's endpoints never change
+                    clean[key] = record.entry[key]
                 record.entry = clean
                 return None
-            holder = self._holder(name, token, now, removed, place, clean.get("rep_endpoint"), replace=True)
+            holder = self._holder(name, token, now, removed, clean["rep_endpoint"], replace=True)
             if holder is not None:
                 return holder
             self._reserved.pop(name, None)
-            self._records[name] = _Record(clean, token, place, now)
+            self._records[name] = _Record(clean, token, now, curve_key)
             added = dict(clean)
         for gone in removed:
             self.server_removed.emit(gone)
@@ -204,7 +260,10 @@ class Registry:
                     removed.append(name)
             for name, record in list(self._reserved.items()):
                 if self._is_stale(record, now):
-                    del self._reserved[name]
+                    self._lapse(name, record, now)
+            for key, (when, _) in list(self._lapsed.items()):
+                if now - when > LAPSED_MEMORY:
+                    del self._lapsed[key]
             for token, when in list(self._gone.items()):
                 if now - when > self.expiry:
                     del self._gone[token]
@@ -216,46 +275,127 @@ class Registry:
     def _is_stale(self, record: _Record, now: float) -> bool:
         if now - record.seen > self.expiry:
             return True
-        return bool(record.place) and record.place == _HERE and _pid_is_dead(record.entry.get("pid"))
+        # a registry that probes drops an entry its server has not answered for ``expiry`` seconds,
+        # whatever refreshes say (so a name can be neither squatted nor kept by a dead server)
+        return self.probe is not None and now - record.answered > self.expiry
 
-    def _holder(self, name: str, token: str, now: float, removed: List[str], place: str, rep_endpoint: Any,
+    def answered(self, endpoint: str, ident: Any, now: Optional[float] = None) -> None:
+        """Record the registry's own probe of ``endpoint`` answering with ``ident`` (any thread).
+
+        The entries at that endpoint whose token it proves are alive; the others
+        (the endpoint now belongs to another server) are made stale.
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            for record in list(self._records.values()):
+                if record.entry.get("rep_endpoint") != endpoint:
+                    continue
+                if ident == identity(record.token):
+                    record.answered = now
+                    record.verified = True
+                else:
+                    record.answered = record.seen = float("-inf")
+
+    def probe_targets(self) -> Dict[str, str]:
+        """{rep_endpoint: CURVE public key or ''} of every registered server (for the prober)."""
+        with self._lock:
+            return {str(r.entry.get("rep_endpoint")): r.curve_key for r in self._records.values()}
+
+    def _holds(self, record: _Record, now: float) -> bool:
+        """Whether a live entry keeps its name from a newcomer: its server has answered the
+        registry's own probe as the token's holder (asked now if it never has; the answer is
+        remembered for a second). Without a prober every live entry does."""
+        if self.probe is None or record.verified:
+            return True
+        endpoint = str(record.entry.get("rep_endpoint"))
+        cached = self._probe_cache.get(endpoint)
+        if cached is not None and now - cached[0] < 1.0:
+            ident = cached[1]
+        else:
+            ident = self._probe(endpoint, record.curve_key, now)
+        if ident is not None and ident == identity(record.token):
+            record.verified, record.answered = True, now
+            return True
+        return False
+
+    def _probe(self, endpoint: str, curve_key: str, now: float) -> Optional[str]:
+        """Ask ``endpoint`` for its identity now (bounded; worker thread) and remember the answer."""
+        try:
+            ident = self.probe(endpoint, curve_key) if self.probe is not None else None
+        except Exception:  # a failed probe proves nothing
+            logger.debug("probing %s", endpoint, exc_info=True)
+            ident = None
+        if len(self._probe_cache) > 1024:
+            self._probe_cache.clear()
+        self._probe_cache[endpoint] = (now, ident)
+        return ident
+
+    def _proven(self, record: _Record, token: str, rep_endpoint: Any, now: float) -> bool:
+        """Whether the registry itself sees ``token``'s server at ``record``'s endpoint now (so the
+        holder is gone: a restart on the same fixed endpoint)."""
+        if self.probe is None or rep_endpoint != record.entry.get("rep_endpoint"):
+            return False
+        ident = self._probe(str(rep_endpoint), record.curve_key, now)
+        return ident is not None and ident == identity(token)
+
+    def _holder(self, name: str, token: str, now: float, removed: List[str], rep_endpoint: Any,
                 replace: bool) -> Optional[Dict[str, Any]]:
         """The live holder of ``name`` other than ``token`` (stale holders are dropped).
 
-        A holder that the newcomer succeeds (same machine, same fixed TCP
-        endpoint) is no obstacle; ``replace`` drops it (the newcomer has bound).
+        A newcomer about to bind the holder's fixed TCP endpoint may reserve
+        (``replace`` False); to register it (``replace`` True) the registry must
+        see that endpoint answer as the newcomer, which proves the holder gone.
         """
         record = self._records.get(name)
         if record is not None and record.token != token:
-            succeeded = _succeeds(record, place, rep_endpoint)
-            if not succeeded and not self._is_stale(record, now):
+            stale = self._is_stale(record, now)
+            blocks = not stale and self._holds(record, now)
+            if blocks:
+                if replace:
+                    blocks = not self._proven(record, token, rep_endpoint, now)
+                else:
+                    blocks = not _same_fixed_endpoint(record, rep_endpoint)
+            if blocks:
                 return dict(record.entry)
-            if replace or not succeeded:
+            if replace or stale:
                 del self._records[name]
                 removed.append(name)
         record = self._reserved.get(name)
         if record is not None and record.token != token:
             if not self._is_stale(record, now):
                 return dict(record.entry)
-            del self._reserved[name]
+            self._lapse(name, record, now)
         return None
+
+    def _lapse(self, name: str, record: _Record, now: float) -> Any:
+        """Drop an expired reservation and remember it (bounded): its token cannot reserve the name again."""
+        self._reserved.pop(name, None)
+        if len(self._lapsed) >= 10_000:
+            self._lapsed.pop(next(iter(self._lapsed)))
+        lapsed = self._lapsed[(name, record.token)] = (now, dict(record.entry))
+        return lapsed
 
     def __repr__(self) -> str:
         return f"<Registry of {len(self._records)} server(s)>"
 
 
-def _succeeds(record: _Record, place: str, rep_endpoint: Any) -> bool:
-    """True if a server binding ``rep_endpoint`` at ``place`` proves ``record``'s server gone.
+def _same_fixed_endpoint(record: _Record, rep_endpoint: Any) -> bool:
+    """True if ``rep_endpoint`` is the fixed TCP endpoint ``record``'s server registered.
 
-    Two live servers cannot bind one TCP port of one machine, so a newcomer that
-    binds the fixed TCP endpoint a holder registered, on the holder's machine,
-    succeeds it (a restart after a crash).
+    Two live servers cannot bind one TCP port, so a newcomer about to bind it
+    expects the holder to be dead (a restart after a crash); whether it is, the
+    registry finds out itself when the newcomer registers.
     """
-    if not (place and place == record.place and isinstance(rep_endpoint, str)):
+    if not isinstance(rep_endpoint, str) or not rep_endpoint.startswith("tcp://"):
         return False
-    if not rep_endpoint.startswith("tcp://") or rep_endpoint.endswith((":0", ":*")):
+    if rep_endpoint.endswith((":0", ":*")):
         return False
     return rep_endpoint == record.entry.get("rep_endpoint")
+
+
+def _check_token(token: Any) -> None:
+    if not isinstance(token, str) or not token or len(token) > 256:
+        raise ValueError("a registration token is a non-empty string of at most 256 characters")
 
 
 # ====================================================================== serving a registry
@@ -265,6 +405,217 @@ def _default_pub(rep: str) -> str:
     return rep + "-pub"
 
 
+def _registry_server_class() -> type:
+    """The Server subclass that serves a Registry (built lazily: server.py imports Qt)."""
+    global _RegistryServer
+    if _RegistryServer is not None:
+        return _RegistryServer
+    from .errors import refusal
+    from .server import Server
+
+    class RegistryServer(Server):
+        """A Server that answers only what a registry is for.
+
+        'info'; 'inspect' and 'describe' (so proxies work); and through 'exec' the
+        registry's own operations (``REGISTRY_OPERATIONS``, called directly). Any
+        other request -- another name, a signal's ``emit``, a get or set, 'stop'
+        -- is refused with ``PermissionError`` (reason 'registry') and nothing runs.
+        """
+
+        def check_request(self, action: Any, options: Dict[str, Any]) -> None:
+            super().check_request(action, options)
+            if action in ("inspect", "describe"):
+                return
+            if action == "exec" and options.get("name") in REGISTRY_OPERATIONS \
+                    and options.get("method", "__call__") == "__call__":
+                return
+            what = f"{action} {options.get('name', '')!r}".strip() if isinstance(options, dict) else str(action)
+            raise refusal("registry", f"a registry answers only its own operations "
+                                      f"({', '.join(sorted(REGISTRY_OPERATIONS))}); refused: {what}")
+
+        def on_request(self, sender: str, topic: str, content: Any, msgid: str, serializer: str = "pickle") -> Any:
+            if isinstance(content, str) and content != "info":
+                from .dispatch import encode_exception
+
+                exc = refusal("registry", f"a registry does not answer {content[:40]!r} requests "
+                                          "(stop it where it runs)")
+                return ("PSMessage", "raise", encode_exception(exc, serializer, []))
+            return super().on_request(sender, topic, content, msgid, serializer)
+
+    _RegistryServer = RegistryServer
+    return RegistryServer
+
+
+_RegistryServer: Optional[type] = None
+
+#: Seconds between two probes of every registered server by a served registry.
+PROBE_PERIOD = 1.0
+#: How long a registration that replaces a holder waits for the probe of its endpoint.
+PROBE_TIMEOUT = 0.3
+
+
+class _Prober:
+    """A served registry asking every registered server for its 'info' itself (I/O thread).
+
+    One DEALER per registered endpoint, owned by the I/O thread; each period an
+    'info' request (json, signed with the registry's key) goes to each; an answer
+    carrying the identity of the registered token keeps the entry alive
+    (``Registry.answered``). CURVE servers are probed with the registry's own key
+    pair (they admit the key of the registry they register with).
+    """
+
+    def __init__(self, server: Any, registry: Registry) -> None:
+        self.server_ref = weakref.ref(server)
+        self.registry = registry
+        self.protocol = server.protocol
+        self.curve = server.curve
+        self.socks: Dict[str, Any] = {}
+        self.sender = f"registry-probe-{server.rep_endpoint}"
+
+    # -- sockets ---------------------------------------------------------
+    def _client_curve(self, curve_key: str) -> Any:
+        if self.curve is None or not curve_key:
+            return None
+        import copy
+
+        import zmq.utils.z85
+
+        try:
+            key = zmq.utils.z85.decode(curve_key.encode("ascii"))
+        except Exception:
+            return None
+        client = copy.copy(self.curve)
+        client.server_key = key
+        return client
+
+    def open_socket(self, endpoint: str, curve_key: str) -> Any:
+        import zmq
+
+        from . import iothread
+
+        sock = iothread.context().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 4)
+        sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
+        client = self._client_curve(curve_key)
+        if client is not None:
+            client.configure_client(sock)
+        sock.connect(endpoint)
+        return sock
+
+    def request_frames(self) -> List[Any]:
+        from .protocol import new_msgid
+
+        return self.protocol.encode(self.sender, "", "info", new_msgid(), "json")
+
+    def identity_of(self, frames: List[Any]) -> Optional[str]:
+        """The identity an 'info' reply carries, or None (bad signature, not json, malformed)."""
+        try:
+            env = self.protocol.check(frames)
+            if env.serializer != "json":
+                return None
+            info = self.protocol.loads("json", frames[2])
+        except Exception:
+            return None
+        ident = info.get("registration") if isinstance(info, dict) else None
+        return ident if isinstance(ident, str) else None
+
+    # -- periodic probes (I/O thread) -------------------------------------
+    def start(self) -> None:
+        server = self.server_ref()
+        if server is not None:
+            server.io.call_later(0, self.tick)
+
+    def tick(self) -> None:
+        """I/O thread: ask the worker (which owns the table) for the targets, then send."""
+        server = self.server_ref()
+        if server is None or server.stopped:
+            self.close()
+            return
+        io = server.io
+        registry = self.registry
+        server.answerer.submit(lambda: io.submit(lambda t=registry.probe_targets(): self.send(t)))
+        io.call_later(PROBE_PERIOD, self.tick)
+
+    def send(self, targets: Dict[str, str]) -> None:
+        """I/O thread: one 'info' request to each registered endpoint."""
+        server = self.server_ref()
+        if server is None or server.stopped:
+            self.close()
+            return
+        import zmq
+
+        for endpoint in [e for e in self.socks if e not in targets]:
+            self._drop(endpoint)
+        for endpoint, curve_key in targets.items():
+            entry = self.socks.get(endpoint)
+            if entry is None or entry[1] != curve_key:
+                if entry is not None:
+                    self._drop(endpoint)
+                try:
+                    sock = self.open_socket(endpoint, curve_key)
+                except zmq.ZMQError as exc:
+                    logger.debug("cannot probe %s: %s", endpoint, exc)
+                    continue
+                self.socks[endpoint] = (sock, curve_key)
+                server.io.register(sock, lambda s, e=endpoint: self.on_readable(s, e))
+            try:
+                self.socks[endpoint][0].send_multipart([b""] + self.request_frames(), zmq.NOBLOCK, copy=False)
+            except zmq.ZMQError:
+                pass  # not connected yet, or its queue is full: the next period tries again
+
+    def on_readable(self, sock: Any, endpoint: str) -> None:
+        import zmq
+
+        for _ in range(64):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 6 or frames[0] != b"":
+                continue
+            ident = self.identity_of(frames[1:])
+            server = self.server_ref()
+            if ident is not None and server is not None and not server.stopped:
+                # the worker thread owns the table (and may be probing synchronously)
+                server.answerer.submit(lambda e=endpoint, i=ident: self.registry.answered(e, i))
+
+    def _drop(self, endpoint: str) -> None:
+        entry = self.socks.pop(endpoint, None)
+        server = self.server_ref()
+        if entry is not None:
+            if server is not None and not server.stopped:
+                server.io.unregister(entry[0])
+            else:
+                entry[0].close(linger=0)
+
+    def close(self) -> None:
+        for endpoint in list(self.socks):
+            self._drop(endpoint)
+
+    # -- one synchronous probe (the registry's worker thread) --------------
+    def probe_now(self, endpoint: str, curve_key: str) -> Optional[str]:
+        """The identity ``endpoint`` answers with within ``PROBE_TIMEOUT``, or None."""
+        import zmq
+
+        sock = self.open_socket(endpoint, curve_key)
+        try:
+            frames = self.request_frames()
+            sock.send_multipart([b""] + frames, zmq.NOBLOCK, copy=False)
+            deadline = time.monotonic() + PROBE_TIMEOUT
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000))):
+                    return None
+                reply = sock.recv_multipart()
+                if len(reply) >= 6 and reply[0] == b"" and reply[4] == frames[3]:
+                    return self.identity_of(reply[1:])
+        except zmq.ZMQError:
+            return None
+        finally:
+            sock.close(linger=0)
+
+
 def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **server_kwargs: Any) -> Any:
     """Start a registry in this process and return its Server (stop it with ``stop()``).
 
@@ -272,15 +623,20 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
     publish endpoint defaults to a free port on the same host. Other keyword
     arguments go to :class:`pizco_qt.Server` (``pub_endpoint``, ``protocol``,
     ``allow_insecure``...). The served :class:`Registry` is ``server.served_object``.
-    """
-    from .server import Server
 
+    The server answers only the registry's own operations (see
+    ``REGISTRY_OPERATIONS``), and probes every registered server itself: an
+    entry whose server has not answered for ``expiry`` seconds is dropped.
+    """
     rep = normalize_optional(endpoint) or config.registry_endpoint()
     server_kwargs.setdefault("pub_endpoint", _default_pub(rep))
     if server_kwargs.get("name"):
         raise ValueError("a registry does not register itself: drop name=")
     registry = Registry(expiry)
-    server = Server(registry, rep, **server_kwargs)
+    server = _registry_server_class()(registry, rep, **server_kwargs)
+    prober = _Prober(server, registry)
+    registry.probe = prober.probe_now
+    server._registry_prober = prober
     ref = weakref.ref(server)
 
     def sweep() -> None:  # I/O thread: hand the sweep to the registry's worker thread
@@ -291,6 +647,7 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
         srv.io.call_later(SWEEP_PERIOD, sweep)
 
     server.io.call_later(SWEEP_PERIOD, sweep)
+    prober.start()
     return server
 
 

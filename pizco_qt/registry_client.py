@@ -32,7 +32,7 @@ from zmq.utils.monitor import recv_monitor_message
 from . import config, iothread
 from .agent import new_msgid
 from .endpoints import normalize_optional
-from .errors import PizcoError, ProtocolError, RemoteError, RemoteTimeout
+from .errors import NameTaken, PizcoError, ProtocolError, RemoteError, RemoteTimeout
 from .protocol import Protocol
 from .security import CurveConfig
 
@@ -108,26 +108,63 @@ def _exec_message(method: str, args: Sequence[Any]) -> tuple:
     return ("PSMessage", "exec", {"name": method, "method": "__call__", "args": tuple(args), "kwargs": {}})
 
 
+#: Registry traffic is json: an impostor registry cannot make a server or client unpickle anything.
+REGISTRY_SERIALIZER = "json"
+
+
+def _malformed(endpoint: str, what: Any) -> ProtocolError:
+    return ProtocolError(f"{endpoint} is not a pizco_qt registry: it answered {str(what)[:120]}")
+
+
+def _decode_reply(frames: Sequence[Any], protocol: Protocol, endpoint: str) -> Any:
+    """The content of a registry reply: signature checked first, json only (ProtocolError otherwise)."""
+    env = protocol.check(frames)
+    if env.serializer != REGISTRY_SERIALIZER:
+        raise _malformed(endpoint, f"a {env.serializer!r} reply (registry replies are json)")
+    return protocol.loads(env.serializer, frames[2])
+
+
 def _interpret(content: Any, endpoint: str) -> Any:
-    """The value of a registry reply, or raise the registry's exception."""
+    """The value of a registry reply, or raise the registry's exception; ProtocolError if malformed."""
     if isinstance(content, list):
         content = tuple(content)
     if not (isinstance(content, tuple) and len(content) == 3 and content[0] == "PSMessage"):
-        raise PizcoError(f"{endpoint} is not a registry: it answered {content!r}")
+        raise _malformed(endpoint, repr(content))
     kind, value = content[1], content[2]
     if kind == "return":
         return value
     if kind == "raise":
         exc = value[0] if isinstance(value, (tuple, list)) and value else value
-        if isinstance(exc, dict) and "__exception__" in exc:  # json
-            args = exc.get("args") or []
-            if exc["__exception__"] == "KeyError":
-                raise KeyError(*args)
-            raise RemoteError(str(exc["__exception__"]), " ".join(map(str, args)))
-        if isinstance(exc, BaseException):
-            raise exc
-        raise RemoteError(type(exc).__name__, str(exc))
-    raise PizcoError(f"{endpoint} is not a registry: it answered {kind!r}")
+        if not (isinstance(exc, dict) and isinstance(exc.get("__exception__"), str)):
+            raise _malformed(endpoint, f"an error that is not one: {exc!r}")
+        args = exc.get("args") if isinstance(exc.get("args"), list) else []
+        name = exc["__exception__"]
+        if name == "KeyError":
+            raise KeyError(*args[:1])
+        if name == "PermissionError":
+            from .errors import AccessDenied
+
+            raise AccessDenied(" ".join(map(str, args)))
+        if name in ("ValueError", "TypeError"):
+            raise ProtocolError(f"{endpoint} refused the request: {name}: {' '.join(map(str, args))}")
+        raise RemoteError(name[:80], " ".join(map(str, args))[:1000])
+    raise _malformed(endpoint, f"a {kind!r} reply")
+
+
+def _entry_or_none(value: Any, endpoint: str) -> Optional[Dict[str, Any]]:
+    """A reserve/register answer: None (granted) or the holder's entry (a dict)."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return value
+    raise _malformed(endpoint, f"{value!r} where None or an entry was expected")
+
+
+def _entry(value: Any, endpoint: str) -> Dict[str, Any]:
+    """A lookup answer: an entry with a rep_endpoint."""
+    if isinstance(value, dict) and isinstance(value.get("rep_endpoint"), str) and value["rep_endpoint"]:
+        return value
+    raise _malformed(endpoint, f"{value!r} where an entry was expected")
 
 
 _REFUSALS = zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
@@ -152,7 +189,8 @@ def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, t
     monitor = sock.get_monitor_socket(_REFUSALS | _HANDSHAKE_FAILURES)
     try:
         msgid = new_msgid()
-        frames = protocol.encode(f"registry-client-{os.getpid()}", "", _exec_message(method, args), msgid)
+        frames = protocol.encode(f"registry-client-{os.getpid()}", "", _exec_message(method, args), msgid,
+                                 REGISTRY_SERIALIZER)
         sock.connect(endpoint)
         sock.send_multipart([b""] + frames, zmq.NOBLOCK, copy=False)
         poller = zmq.Poller()
@@ -174,7 +212,7 @@ def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, t
             if sock in events:
                 reply = sock.recv_multipart()
                 if len(reply) >= 5 and reply[0] == b"" and reply[4] == frames[3]:
-                    return _interpret(protocol.decode(reply[1:]).content, endpoint)
+                    return _interpret(_decode_reply(reply[1:], protocol, endpoint), endpoint)
     except zmq.ZMQError as exc:
         raise _NoAnswer(f"cannot reach {endpoint}: {exc}") from None
     finally:
@@ -210,7 +248,7 @@ def lookup(name: str, registry: Optional[str] = None, *, protocol: Optional[Prot
     endpoint = normalize_optional(registry) or config.registry_endpoint()
     protocol = protocol if protocol is not None else Protocol.from_environment()
     try:
-        return _call(endpoint, "lookup", (name,), protocol, timeout, curve)
+        return _entry(_call(endpoint, "lookup", (name,), protocol, timeout, curve), endpoint)
     except _NoAnswer as exc:
         raise _unavailable(endpoint, exc) from None
     except KeyError:
@@ -285,8 +323,20 @@ class _Registration:
                 "host": socket.gethostname(), "pid": os.getpid(), "started": float(server.started),
                 **_station_key()}
 
+    def register_args(self, server: Any) -> tuple:
+        """The arguments of 'register': the entry, the token, a place (ignored by the registry) and
+        the server's CURVE public key (z85, '' without CURVE) so the registry can probe it."""
+        curve_key = ""
+        curve = getattr(server, "curve", None)
+        if curve is not None and len(getattr(curve, "public_key", b"")) in (32, 40):
+            import zmq.utils.z85
+
+            key = curve.public_key
+            curve_key = (zmq.utils.z85.encode(key) if len(key) == 32 else key).decode("ascii")
+        return (self.entry(server), self.token, _HERE, curve_key)
+
     def clash_error(self, holder: Dict[str, Any]) -> PizcoError:
-        return PizcoError(f"the name {self.name!r} is already used by a live server: {_describe(holder)} "
+        return NameTaken(f"the name {self.name!r} is already used by a live server: {_describe(holder)} "
                           f"(registry {self.endpoint}); choose another name or stop that server")
 
     def outcome(self, result: Any) -> None:
@@ -332,14 +382,15 @@ def reserve_name(name: str, protocol: Protocol, registry: Optional[str] = None,
     reg = _Registration(name, protocol, normalize_optional(registry) or config.registry_endpoint(), curve)
     try:
         requested = _advertised(rep_endpoint or "", reg.endpoint)
-        holder = _call(reg.endpoint, "reserve", (name, reg.token, socket.gethostname(), os.getpid(), _HERE,
-                                                 requested), protocol, RESERVE_TIMEOUT, reg.curve)
+        holder = _entry_or_none(_call(reg.endpoint, "reserve", (name, reg.token, socket.gethostname(), os.getpid(),
+                                                                _HERE, requested), protocol, RESERVE_TIMEOUT,
+                                      reg.curve), reg.endpoint)
     except _NoAnswer as exc:
         logger.info("no registry at %s (%s); %r registers in the background", reg.endpoint, exc, name)
         return reg
-    except ProtocolError as exc:  # wrong key or CURVE keys: it will not change, so do not insist
-        logger.warning("the registry at %s refused %r (%s); this server serves unregistered",
-                       reg.endpoint, name, exc)
+    except ProtocolError as exc:  # wrong key, CURVE keys or not a registry: do not insist, never trust it
+        logger.warning("the registry at %s refused %r or cannot be trusted (%s); this server serves "
+                       "unregistered", reg.endpoint, name, exc)
         reg.refused = True
         return reg
     except Exception as exc:  # a registry that cannot be used: serve anyway
@@ -381,8 +432,8 @@ def register_server(server: Any, name: str) -> None:
     first_delay = 0.0
     if reg.answered:
         try:
-            reg.outcome(_call(reg.endpoint, "register", (reg.entry(server), reg.token, _HERE),
-                              reg.protocol, REGISTRY_TIMEOUT, reg.curve))
+            reg.outcome(_entry_or_none(_call(reg.endpoint, "register", reg.register_args(server),
+                                             reg.protocol, REGISTRY_TIMEOUT, reg.curve), reg.endpoint))
             first_delay = REFRESH_PERIOD
         except _NoAnswer:
             pass
@@ -404,8 +455,11 @@ def _refresh(reg: _Registration) -> None:
         server.forget_async(pending)
         server.requester.drop_socket(reg.endpoint)
     try:
-        fut = server.request_async(reg.endpoint, _exec_message("register", (reg.entry(server), reg.token, _HERE)),
-                                   lambda frames: _interpret(reg.protocol.decode(frames).content, reg.endpoint))
+        fut = server.request_async(
+            reg.endpoint, _exec_message("register", reg.register_args(server)),
+            lambda frames: _entry_or_none(_interpret(_decode_reply(frames, reg.protocol, reg.endpoint), reg.endpoint),
+                                          reg.endpoint),
+            serializer=REGISTRY_SERIALIZER)
     except Exception:
         logger.debug("sending the registration of %r", reg.name, exc_info=True)
     else:

@@ -150,6 +150,24 @@ class Server(Agent):
             plain = {n for n in plain if not n.startswith("_")}
         return remote, plain
 
+    def check_request(self, action: Any, options: Dict[str, Any]) -> None:
+        """The gate every request passes before anything of it runs (worker or object thread).
+
+        Raises the refusal ``PermissionError`` (``errors.refusal``) for a request
+        that may not run; see ``pizco_qt.gate``. Subclasses refuse more by
+        extending it (call ``super().check_request`` first).
+        """
+        _gate.check_request(self, action, options)
+
+    def _info(self) -> Dict[str, Any]:
+        info = super()._info()
+        reg = self.registration
+        if reg is not None:  # lets the registry check, itself, that this server holds its name
+            from .registry import identity
+
+            info["registration"] = identity(reg.token)
+        return info
+
     def _topic_wanted(self, topic: str) -> bool:
         """Whether a subscription to ``topic`` counts (I/O thread): a signal of the served object,
         found without running a getter, or a reserved topic (see ``pizco_qt.gate``)."""
