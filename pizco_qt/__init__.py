@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .access import readonly
 from .agent import Agent
 from .errors import (AccessDenied, AuthenticationError, BindError, ConnectionLost, InsecureBind, Locked, NameTaken,
                      PizcoError, ProtocolError, ProxyClosed, RemoteError, RemoteTimeout, TooManyOpenFiles)
@@ -22,7 +23,7 @@ from .signals import Signal
 __version__ = "0.1.0"
 
 __all__ = [
-    "Server", "Proxy", "Signal", "Agent", "Protocol", "bind", "watch", "FutureWatcher",
+    "Server", "Proxy", "Signal", "Agent", "Protocol", "bind", "watch", "FutureWatcher", "readonly",
     "PizcoError", "RemoteError", "RemoteTimeout", "ProtocolError", "AuthenticationError", "ConnectionLost",
     "ProxyClosed", "BindError", "InsecureBind", "NameTaken", "AccessDenied", "Locked", "TooManyOpenFiles",
     "Station", "__version__",

@@ -166,7 +166,10 @@ class Agent:
         if self.curve is not None:
             self._zap_domain = register_curve_server(self.curve, iothread.context())
         answerer = self.answerer = Answerer(self.protocol, self._serve_request, self._configure_server_socket)
-        publisher = self.publisher = Publisher(self.protocol, self._io, self._configure_server_socket,
+        answerer.observer_protocol = self._observer_protocol
+        if self._curve_roles:
+            answerer.role_of_key = self._role_of_key
+        publisher = self.publisher = Publisher(self._publishing_protocol(), self._io, self._configure_server_socket,
                                                self._subscription_changed, answerer.submit,
                                                self._topic_wanted, answerer.alive)
         publisher.sender = answerer.sender = self._sender
@@ -180,6 +183,19 @@ class Agent:
         sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
         if self.curve is not None and self._zap_domain is not None:
             self.curve.configure_server(sock, self._zap_domain)
+
+    #: A second key whose signed requests are an observer's (a Server's ``observer_key``).
+    _observer_protocol: Optional[Protocol] = None
+    #: Whether requests carry their CURVE client's key (a CurveConfig with ``observers_dir``).
+    _curve_roles = False
+
+    def _role_of_key(self, user: Optional[str]) -> Optional[str]:
+        """The role of a request signed with the main key, from its CURVE client key (worker thread)."""
+        return None
+
+    def _publishing_protocol(self) -> Protocol:
+        """The protocol publications are signed with (a Server's observer key, if it has one)."""
+        return self.protocol
 
     def _serve_request(self, env: Envelope, content: Any) -> Any:
         """Produce the reply content (worker thread; Server overrides it to add thread affinity)."""

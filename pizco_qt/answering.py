@@ -27,7 +27,7 @@ from .delivery import report_exception
 from .errors import BindError, PizcoError, ProtocolError, refusal
 from .protocol import COMPACT, Envelope, Protocol, _id_prefix, unpack_compact
 from .security import ReplayCache
-from .zmq_io import readable, recv_routed, send_frames, send_routed
+from .zmq_io import readable, recv_routed, recv_routed_user, send_frames, send_routed
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,13 @@ class Answerer:
         #: Signed requests answered in the last 10 minutes (a keyed server answers each once).
         self._replays = ReplayCache()
         self._replay_logged = 0.0
+        #: Verifies requests signed with the observer key (they are then an observer's), or None.
+        self.observer_protocol: Optional[Protocol] = None
+        #: ``role_of_key(z85 key)`` for CURVE roles (requests then carry their client's key), or None.
+        self.role_of_key: Optional[Callable[[Optional[str]], Optional[str]]] = None
+        #: The role of the request being answered: 'observer', 'controller', or None when the
+        #: server has no roles (worker thread; read by ``answer``).
+        self.request_role: Optional[str] = None
 
     @property
     def running(self) -> bool:
@@ -183,10 +190,13 @@ class Answerer:
                     continue
                 for _ in range(_BATCH):
                     try:
-                        frames = recv_routed(router, zmq.NOBLOCK)
+                        if self.role_of_key is not None:
+                            frames, user = recv_routed_user(router, zmq.NOBLOCK)
+                        else:
+                            frames, user = recv_routed(router, zmq.NOBLOCK), None
                     except zmq.Again:
                         break
-                    self._handle(router, frames)
+                    self._handle(router, frames, user)
                     if not self._running or not readable(router):
                         break
             if cmds or woken:
@@ -267,7 +277,8 @@ class Answerer:
                 pass
 
     # ------------------------------------------------------------------ one request
-    def _handle(self, router: zmq.Socket, frames: List[Any]) -> None:
+    def _handle(self, router: zmq.Socket, frames: List[Any], user: Optional[str] = None) -> None:
+        """Check, decode, answer one request (``user``: its CURVE client's z85 key, for roles)."""
         if len(frames) == 2 and frames[1][:4] == COMPACT:  # one compact frame from a pizco_qt DEALER
             route = frames[:1]
             try:
@@ -284,14 +295,13 @@ class Answerer:
                 return
             route, body = frames[: split + 1], frames[split + 1:]
             compact = False
-        protocol = self.protocol
         try:
-            env = protocol.check(body)
+            env, protocol, self.request_role = self._check(body, user)
         except ProtocolError as exc:
             self._reject(router, route + [b""] if compact else route, body, exc)
             return
         if protocol.hmac_key and self._replays.check_and_add(body[4], env.msgid):
-            self._refuse_replay(router, route, env, compact)
+            self._refuse_replay(router, route, env, compact, protocol)
             return
         try:
             content = protocol.loads(env.serializer, body[2], body[5:])
@@ -306,17 +316,40 @@ class Answerer:
             self._busy = False
             return
         self._busy = False
-        self._send_reply(router, route, env, reply, compact)
+        self._send_reply(router, route, env, reply, compact, protocol)
+
+    def _check(self, body: List[Any], user: Optional[str]) -> "tuple[Envelope, Protocol, Optional[str]]":
+        """``(envelope, the protocol that verified it, role or None)``; ProtocolError if no key did.
+
+        A request signed with the observer key is an observer's and is answered
+        with that key; with CURVE roles, the role comes from the client's key.
+        """
+        try:
+            env = self.protocol.check(body)
+        except ProtocolError:
+            observer = self.observer_protocol
+            if observer is None:
+                raise
+            try:
+                return observer.check(body), observer, "observer"
+            except ProtocolError:
+                pass
+            raise
+        role_of_key = self.role_of_key
+        if role_of_key is not None:
+            return env, self.protocol, role_of_key(user)
+        return env, self.protocol, ("controller" if self.observer_protocol is not None else None)
 
     def _send_reply(self, router: zmq.Socket, route: List[bytes], env: Envelope, reply: Any,
-                    compact: bool = False) -> None:
+                    compact: bool = False, protocol: Optional[Protocol] = None) -> None:
         """Send the reply: compact to a compact request when it fits one frame, else the five frames.
 
         ``route`` is the request's routing frames: with its empty delimiter for a
         standard request, without one for a compact request.
         """
         ser = env.serializer
-        encode = self.protocol.encode_compact if compact else self.protocol.encode
+        protocol = protocol or self.protocol
+        encode = protocol.encode_compact if compact else protocol.encode
         try:
             frames = encode(self.sender, env.topic, reply, env.msgid, ser)
         except BaseException as exc:  # an unserializable return value (its __reduce__ may raise anything)
@@ -337,7 +370,8 @@ class Answerer:
         except zmq.ZMQError as exc:
             logger.warning("cannot send the reply to %s: %s", env.msgid, exc)
 
-    def _refuse_replay(self, router: zmq.Socket, route: List[bytes], env: Envelope, compact: bool) -> None:
+    def _refuse_replay(self, router: zmq.Socket, route: List[bytes], env: Envelope, compact: bool,
+                       protocol: Optional[Protocol] = None) -> None:
         """Answer a replayed signed request (never deserialized, nothing runs) with a refusal."""
         from .dispatch import encode_exception
 
@@ -348,7 +382,7 @@ class Answerer:
         exc = refusal("replay", f"message id {env.msgid[:80]!r} was already answered: a replayed request "
                                 "is refused (each request must carry a new message id)")
         self._send_reply(router, route, env, ("PSMessage", "raise", encode_exception(exc, env.serializer, [])),
-                         compact)
+                         compact, protocol)
 
     def _reject(self, router: zmq.Socket, route: List[bytes], body: List[bytes],
                 exc: ProtocolError, env: Optional[Envelope] = None) -> None:
@@ -399,6 +433,7 @@ class Answerer:
         """Forget the owner's functions once the worker ended (no cycle keeps the owner alive)."""
         self._answer = _no_answer
         self._configure = _no_configure
+        self.role_of_key = None
         self._cmds.clear()
 
 

@@ -8,8 +8,11 @@ reconnect. Editable widgets write the user's edits back with non-blocking
 calls; values arriving from the server never trigger a write (no echo loops).
 A failed read or write shows on the widget (a tooltip and a red frame, cleared
 by the next success) and is logged. A widget is disabled while its server is
-offline and enabled again when it returns. ``unbind()`` or destroying the
-widget disconnects everything.
+offline and enabled again when it returns. An editable widget bound to a server
+this client may not write (it is an observer, or another client holds
+exclusive control) becomes read-only (``setReadOnly(True)`` where the widget has
+it, else disabled), with a line appended to its tooltip that says why, until
+that changes. ``unbind()`` or destroying the widget disconnects everything.
 
 bind() never waits for the server: the first value arrives with the next
 turns of the event loop (the reads of widgets bound in one turn share one
@@ -162,9 +165,14 @@ class Binding(QObject):
         self._read_generation = 0
         self._error: Optional[BaseException] = None
         self._error_on_write = False
-        self._saved_tooltip: Optional[str] = None
+        self._own_tooltip: Optional[str] = None  # the widget's own, while the binding changes it
+        self._error_tip: Optional[str] = None
+        self._access_tip: Optional[str] = None
         self._saved_style: Optional[str] = None
         self._offline = False
+        self._blocked = False
+        self._set_read_only = False  # the binding made the widget read-only
+        self._disabled = False  # the binding disabled the widget
         self._enable_after = True
         self._hook = on_destroyed(self, self._state.release)
         conn = core.connection
@@ -176,6 +184,12 @@ class Binding(QObject):
         for sig, slot in links:
             sig.connect(slot)
         self._links = links
+        if adapter.editable:
+            from .proxy import _LockChanged
+
+            _LockChanged(core).connect(self._on_lock_changed)
+            self._links.append((_LockChanged(core), self._on_lock_changed))
+            self._update_access()
         if not core.alive:
             self._on_lost()
         if signal is not None:
@@ -227,8 +241,10 @@ class Binding(QObject):
         self._links = []
         if not is_deleted(self.widget):
             self._clear_error()
-            if self._offline:
-                self.widget.setEnabled(self._enable_after)
+            self._offline = self._blocked = False
+            self._access_tip = None
+            self._show_tooltip()
+            self._update_widget_state()
         self._offline = False
         self._hook.cancel()
         self.setParent(None)
@@ -303,7 +319,7 @@ class Binding(QObject):
 
     # -- the user's edits ------------------------------------------------------
     def _on_edited(self, *args: Any) -> None:
-        if self._applying or self._state.ended or self._adapter.read_only():
+        if self._applying or self._state.ended or self._blocked or self._adapter.read_only():
             return
         if self._adapter.unchanged():
             return  # e.g. focus left a line edit without a change
@@ -356,37 +372,91 @@ class Binding(QObject):
         widget = self.widget
         if is_deleted(widget):
             return
-        if self._saved_tooltip is None:
-            self._saved_tooltip = widget.toolTip()
+        if self._saved_style is None:
             self._saved_style = widget.styleSheet()
-        widget.setToolTip(f"{what}: {type(exc).__name__}: {exc}")
+        self._error_tip = f"{what}: {type(exc).__name__}: {exc}"
+        self._show_tooltip()
         cls = widget.metaObject().className()
         widget.setStyleSheet((self._saved_style or "") + "\n" + _ERROR_STYLE.format(cls=cls))
         self.failed.emit(exc)
 
     def _clear_error(self) -> None:
         self._error = None
-        if self._saved_tooltip is None:
+        if self._saved_style is None:
             return
+        self._error_tip = None
+        self._show_tooltip()
+        self.widget.setStyleSheet(self._saved_style or "")
+        self._saved_style = None
+
+    def _show_tooltip(self) -> None:
+        """The widget's tooltip: its own (or the error shown), then why it is read-only."""
         widget = self.widget
-        widget.setToolTip(self._saved_tooltip)
-        widget.setStyleSheet(self._saved_style or "")
-        self._saved_tooltip = self._saved_style = None
+        if is_deleted(widget):
+            return
+        if self._error_tip is None and self._access_tip is None:
+            if self._own_tooltip is not None:
+                widget.setToolTip(self._own_tooltip)
+                self._own_tooltip = None
+            return
+        if self._own_tooltip is None:
+            self._own_tooltip = widget.toolTip()
+        text = self._error_tip if self._error_tip is not None else self._own_tooltip
+        if self._access_tip is not None:
+            text = f"{text}\n{self._access_tip}" if text else self._access_tip
+        widget.setToolTip(text)
+
+    # -- who may write -----------------------------------------------------------
+    def _on_lock_changed(self, holder: Any = None) -> None:
+        if not self._state.ended:
+            self._update_access()
+
+    def _update_access(self) -> None:
+        """Read-only while this client may not write (observer, or locked by another client)."""
+        if self._state.ended or is_deleted(self.widget):
+            return
+        reason = self._state.core.write_blocked()
+        self._blocked = reason is not None
+        if reason != self._access_tip:
+            self._access_tip = reason
+            self._show_tooltip()
+        self._update_widget_state()
+
+    def _update_widget_state(self) -> None:
+        """Apply the offline rule (disabled) and the access rule (read-only, else disabled)."""
+        widget = self.widget
+        if is_deleted(widget):
+            return
+        can_read_only = callable(getattr(widget, "setReadOnly", None))
+        read_only = self._blocked and can_read_only
+        if read_only != self._set_read_only:
+            if read_only and widget.isReadOnly():
+                read_only = False  # already read-only by its owner: nothing to restore later
+            else:
+                widget.setReadOnly(read_only)
+            self._set_read_only = read_only
+        disable = self._offline or (self._blocked and not can_read_only)
+        if disable and not self._disabled:
+            # a widget its owner disabled stays disabled when the binding lets it go
+            self._enable_after = not widget.testAttribute(QtCore.Qt.WA_ForceDisabled)
+            widget.setEnabled(False)
+            self._disabled = True
+        elif not disable and self._disabled:
+            widget.setEnabled(self._enable_after)
+            self._disabled = False
 
     def _on_lost(self) -> None:
         if self._state.ended or self._offline or is_deleted(self.widget):
             return
         self._offline = True
-        # a widget its owner disabled stays disabled when the server returns
-        self._enable_after = not self.widget.testAttribute(QtCore.Qt.WA_ForceDisabled)
-        self.widget.setEnabled(False)
+        self._update_widget_state()
 
     def _on_regained(self) -> None:
         if self._state.ended or is_deleted(self.widget):
             return
         if self._offline:
             self._offline = False
-            self.widget.setEnabled(self._enable_after)
+            self._update_widget_state()
         if self.interval is None:
             self.refresh()  # values may have changed while it was away
 

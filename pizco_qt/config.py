@@ -1,6 +1,6 @@
 """Settings taken from the environment; explicit arguments always win.
 
-``PZC_KEY`` (HMAC key), ``PZC_SER`` (serializer), ``PZC_TIMEOUT`` (seconds, may be
+``PZC_KEY`` (HMAC key), ``PZC_OBSERVER_KEY`` (observers' HMAC key), ``PZC_SER`` (serializer), ``PZC_TIMEOUT`` (seconds, may be
 fractional), ``PZC_HEARTBEAT`` (seconds between heartbeats), ``PZC_REGISTRY``
 (registry endpoint), ``PZC_MAX_MESSAGE`` (bytes), ``PZC_SNDHWM`` and ``PZC_RCVHWM``
 (a server's queue lengths, in messages), ``PZC_STATION`` (the station a server
@@ -47,6 +47,11 @@ def _float(name: str, default: float) -> float:
 def hmac_key() -> str:
     """The shared HMAC key from ``PZC_KEY`` ('' = unsigned)."""
     return os.environ.get("PZC_KEY", "")
+
+
+def observer_key() -> str:
+    """The observer HMAC key from ``PZC_OBSERVER_KEY`` ('' = none)."""
+    return os.environ.get("PZC_OBSERVER_KEY", "")
 
 
 def serializer() -> str:

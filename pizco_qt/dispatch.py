@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional, Set, Tuple
 
 from . import gate
 from ._qt import QtCore
+from .access import is_readonly
 from .errors import REASON_ATTR, RemoteError
 from .signals import is_signal_like
 
@@ -86,7 +87,8 @@ def inspect_object(obj: Any) -> Tuple[Set[str], Set[str]]:
 
 
 def describe_object(server: Any, obj: Any, only: Optional[Any] = None) -> Dict[str, Dict[str, Any]]:
-    """Each public name's kind ('attribute', 'method', 'signal'), type name and writability.
+    """Each public name's kind ('attribute', 'method', 'signal'), type name and writability
+    (methods also say whether they are marked ``@readonly``).
 
     ``only`` (the request's ``names`` option) limits it to those names, so a
     client that needs one method's signature does not read every attribute.
@@ -131,7 +133,8 @@ def describe_object(server: Any, obj: Any, only: Optional[Any] = None) -> Dict[s
                 except (TypeError, ValueError):
                     sig = "(...)"
                 out[name] = {"kind": kind, "type": type(value).__name__, "writable": False,
-                             "signature": sig, "doc": (_inspect.getdoc(value) or "").split("\n")[0]}
+                             "signature": sig, "doc": (_inspect.getdoc(value) or "").split("\n")[0],
+                             "readonly": is_readonly(obj, name)}
                 continue
             else:
                 kind = "attribute"

@@ -17,8 +17,9 @@ Rules (see docs/reliability-and-security.md):
 * pizco_qt's reserved topics (``RESERVED_TOPICS``) are not names of the served
   object: they always pass, and unknown ``__x__`` topics are ignored.
 
-Further checks (roles, exclusive control) belong in ``check_request`` too, so
-one function decides whether a request may run.
+Roles and exclusive control depend on who sends a request: the server checks
+them first (``access.AccessControl.gate``, with the client's identity), then
+``check_request`` applies these rules to every client alike.
 
 Thread affinity: ``check_request`` and ``resolve_instantiable`` run where the
 request is dispatched; ``topic_allowed`` on the I/O thread; all are pure
@@ -34,7 +35,7 @@ from typing import Any, Dict, Iterable, Optional, Set
 
 from ._qt import QtCore
 from .errors import refusal
-from .protocol import FUTURE_TOPIC, HEARTBEAT_TOPIC
+from .protocol import FUTURE_TOPIC, HEARTBEAT_TOPIC, LOCK_TOPIC
 from .signals import is_signal_like
 
 __all__ = ["EXEC_DUNDERS", "RESERVED_TOPICS", "MAX_TOPIC_BYTES", "is_private_name", "check_name",
@@ -44,7 +45,7 @@ __all__ = ["EXEC_DUNDERS", "RESERVED_TOPICS", "MAX_TOPIC_BYTES", "is_private_nam
 EXEC_DUNDERS = frozenset({"__call__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__len__"})
 
 #: Topics pizco_qt itself publishes on (never names of the served object). Add new ones here.
-RESERVED_TOPICS: Set[str] = {HEARTBEAT_TOPIC, FUTURE_TOPIC}
+RESERVED_TOPICS: Set[str] = {HEARTBEAT_TOPIC, FUTURE_TOPIC, LOCK_TOPIC}
 
 #: Subscription topics longer than this (utf-8 bytes) are ignored.
 MAX_TOPIC_BYTES = 256

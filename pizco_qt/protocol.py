@@ -47,13 +47,15 @@ from . import config, forking
 from .errors import REASON_ATTR, ProtocolError
 
 __all__ = ["Protocol", "Envelope", "Message", "PREFIX", "header", "new_msgid", "CAPABILITIES",
-           "ACK_PREFIX", "HEARTBEAT_TOPIC", "FUTURE_TOPIC", "COMPACT", "pack_compact", "unpack_compact"]
+           "ACK_PREFIX", "HEARTBEAT_TOPIC", "FUTURE_TOPIC", "LOCK_TOPIC", "COMPACT", "pack_compact", "unpack_compact"]
 
 #: What a pizco_qt server adds to the original protocol (advertised by 'info').
 CAPABILITIES = ["heartbeat", "ack", "cancel", "oob", "describe", "getmany", "compact"]
 ACK_PREFIX = "__ack__"
 HEARTBEAT_TOPIC = "__heartbeat__"
 FUTURE_TOPIC = "__future__"
+#: Changes of exclusive control are published here (content: ``(holder_or_None,)``).
+LOCK_TOPIC = "__lock__"
 
 _ids = itertools.count(1)
 _id_prefix = uuid.uuid4().hex[:12]

@@ -26,9 +26,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import config, forking, inline, iothread, limits
 from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
+from .access import CONTROLLER, LOCK_TOPIC, RENEW, client_sender, default_label, holder_id
 from .endpoints import normalize
-from .errors import (REASON_ATTR, ConnectionLost, PizcoError, ProtocolError, RemoteError, RemoteTimeout, denied_from,
-                     raise_remote)
+from .errors import (REASON_ATTR, AccessDenied, ConnectionLost, Locked, PizcoError, ProtocolError, RemoteError,
+                     RemoteTimeout, denied_from, raise_remote)
 from .protocol import OOB, Envelope, Protocol, _id_prefix, new_msgid
 from .requesting import Requester
 from .security import CurveConfig
@@ -41,7 +42,7 @@ from .signals import params_from_signature
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Proxy", "RemoteAttribute", "RemoteFuture", "ConnectionState"]
+__all__ = ["Proxy", "RemoteAttribute", "RemoteFuture", "ConnectionState", "LockHandle"]
 
 _PROBE_NAMES = frozenset({
     "__getstate__", "__setstate__", "__reduce__", "__reduce_ex__", "__copy__", "__deepcopy__",
@@ -100,17 +101,18 @@ class _ProxyCore:
     """
 
     def __init__(self, endpoint: str, timeout: Optional[float], protocol: Optional[Protocol],
-                 curve: Optional[CurveConfig] = None) -> None:
+                 curve: Optional[CurveConfig] = None, label: Optional[str] = None) -> None:
         self.endpoint = endpoint
         self.timeout = config.timeout() if timeout is None else float(timeout)
+        self.label = default_label() if label is None else label
+        sender = client_sender(self.label)  # a bad label raises before anything starts
         self.protocol = protocol if protocol is not None else Protocol.from_environment()
         self.curve = curve
         #: The process that created this proxy (see ``pizco_qt.forking``).
         self.owner_pid = forking.pid
         limits.check_headroom(limits.PROXY_NEEDS, f"create a proxy to {endpoint}")
         self.io = iothread.acquire()
-        self.requester = Requester(self.protocol, self.io, curve,
-                                   f"urn:pizco_qt:{_id_prefix}:{os.getpid()}:{id(self):x}")
+        self.requester = Requester(self.protocol, self.io, curve, sender)
         self.requester.owner = f"this Proxy to {endpoint}"
         self.subscriber = Subscriber(self.protocol, self.io, curve)
         self.liveness = Liveness(self)
@@ -129,6 +131,15 @@ class _ProxyCore:
         #: proxy's connections live on); released when the last one goes or on close.
         self.keeper: Any = None
         self.tracking = False
+        self.role = CONTROLLER
+        self.lock_held = False
+        #: The lock holder as last heard of ('info', lock changes), or None.
+        self.lock_holder: Optional[Dict[str, Any]] = None
+        self.lock_renewing = False
+        self.lock_generation = 0
+        self.lock_event = threading.Event()
+        # never 'active' (the subscription is internal); a weak proxy of the core: no cycle
+        self.lock_sub = _SignalSub(weakref.proxy(self), LOCK_TOPIC)
         try:
             info = self.requester.request(endpoint, "info", self.timeout)
             if not isinstance(info, dict) or "pub_endpoint" not in info:
@@ -139,6 +150,9 @@ class _ProxyCore:
         self.apply_info(info)
         try:
             self.io.call(lambda: self.liveness.subscribe_internal(self._on_future_frames), timeout=self.timeout)
+            if "lock" in self.caps:
+                subscriber, sender = self.subscriber, self.sender
+                self.io.call(lambda: subscriber.add(sender, LOCK_TOPIC, self._on_lock_frames), timeout=self.timeout)
             if "ack" in self.caps:
                 self.subscriber.request_ack(self.sender, self.timeout)
             remote, plain = self.call("inspect", {})
@@ -165,6 +179,109 @@ class _ProxyCore:
         ser = self.protocol.serializer
         self.req_serializer = OOB if ("oob" in self.caps and ser == "pickle") else ser
         self.compact = "compact" in self.caps
+        self.role = str(info.get("role", CONTROLLER))
+        holder = info.get("lock_holder")
+        self.note_lock_holder(holder if isinstance(holder, dict) else None, notify=True)
+        key = info.get("observer_key")
+        if isinstance(key, str):  # publications are signed with the observer key
+            import base64
+
+            self.subscriber.protocol = Protocol(base64.b64decode(key), ser)
+
+    # ---------------------------------------------------------------- exclusive control
+    def _on_lock_frames(self, env: Envelope, frames: List[bytes]) -> None:
+        """A lock change (I/O thread): note it, wake lock waiters, deliver to ``_proxy_lock_changed``."""
+        try:
+            content = self.protocol.loads(env.serializer, frames[2], frames[5:])
+            holder = content[0] if isinstance(content, (tuple, list)) and content else None
+        except Exception:
+            return
+        holder = holder if isinstance(holder, dict) else None
+        self.note_lock_holder(holder, notify=False)
+        self.lock_event.set()
+        self.lock_sub.sink(env, frames)
+
+    def note_lock_holder(self, holder: Optional[Dict[str, Any]], notify: bool) -> None:
+        """Remember who holds the lock; ``notify``: tell ``_proxy_lock_changed`` slots of a change
+        learnt otherwise than from a lock change (an 'info' reply after a reconnection)."""
+        changed = holder != self.lock_holder
+        self.lock_holder = holder  # whether this proxy still holds it, its renewals tell
+        if changed and notify and self.lock_sub.connections:
+            from .remote_signals import _Incoming
+
+            inc = _Incoming(None, None, None)  # type: ignore[arg-type]
+            inc._args = (holder,)
+            for conn in self.lock_sub.connections:
+                conn.push(inc)
+
+    def write_blocked(self) -> Optional[str]:
+        """Why this client may not write now (an observer, or another client holds the lock), or None."""
+        if self.role == "observer":
+            return "read-only: you are an observer of this server"
+        holder = self.lock_holder
+        if holder is not None and holder.get("id") != self.my_id:
+            return f"read-only: {holder.get('label', 'another client')} holds exclusive control of this server"
+        return None
+
+    @property
+    def my_id(self) -> str:
+        """The id a lock holder dict shows when this proxy holds the lock."""
+        return holder_id(self.requester.sender)
+
+    def take_lock(self, timeout: Optional[float]) -> Dict[str, Any]:
+        if "lock" not in self.caps:
+            raise PizcoError(f"the server at {self.endpoint} does not offer exclusive control")
+        wait = self.timeout if timeout is None else float(timeout)
+        deadline = time.monotonic() + wait
+        while True:
+            self.lock_event.clear()
+            try:
+                info = self.call("lock", {})
+            except Locked:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                self.lock_event.wait(min(remaining, 0.5))  # a lock change wakes us early
+                continue
+            self.lock_held = True
+            self.lock_generation += 1
+            self.lock_holder = info if isinstance(info, dict) else self.lock_holder
+            if not self.lock_renewing:
+                self.lock_renewing = True
+                self.io.call_later(RENEW, self._renew_lock)
+            return info
+
+    def _renew_lock(self) -> None:
+        """I/O thread: renew the lease every RENEW seconds while this proxy holds it."""
+        if self.closed or not self.lock_held:
+            self.lock_renewing = False
+            return
+        generation = self.lock_generation
+
+        def done(fut: concurrent.futures.Future) -> None:
+            try:
+                ended = fut.result() is None  # the lease ended (expired, or the server restarted)
+            except (Locked, AccessDenied):
+                ended = True
+            except BaseException:
+                return  # a lost server: renewals go on until it answers or the proxy closes
+            if ended and generation == self.lock_generation:  # not taken or released since
+                self.lock_held = False
+
+        if self.alive:
+            fut = self.requester.request_async(self.endpoint, ("PSMessage", "lock", {"renew": True}),
+                                               lambda frames: self.interpret(self.decode(frames)),
+                                               self.protocol.serializer)
+            fut.add_done_callback(done)
+        self.io.call_later(RENEW, self._renew_lock)
+
+    def release_lock(self) -> bool:
+        if "lock" not in self.caps:
+            return False
+        released = bool(self.call("unlock", {}))
+        self.lock_held = False
+        self.lock_generation += 1
+        return released
 
     # ---------------------------------------------------------------- futures
     def _on_future_frames(self, env: Envelope, frames: List[bytes]) -> None:
@@ -263,7 +380,8 @@ class _ProxyCore:
         content = ("PSMessage", action, options)
         local = inline.server_for(self.endpoint)
         if local is not None:
-            return self.interpret(local.handle_inline(content, new_msgid(), self.protocol.serializer))
+            return self.interpret(local.handle_inline(content, new_msgid(), self.protocol.serializer,
+                                                      self.requester.sender, self.protocol.hmac_key))
         try:
             frames = self.requester.request_frames(self.endpoint, content,
                                                    self.timeout if timeout is None else timeout,
@@ -391,6 +509,13 @@ class _ProxyCore:
     def close(self) -> None:
         if self.closed:
             return
+        if self.lock_held:  # exclusive control ends with the proxy that took it
+            try:
+                if self.alive:
+                    self.call("unlock", {}, min(self.timeout, 1.0))
+            except Exception:
+                logger.debug("releasing the lock of %s", self.endpoint, exc_info=True)
+            self.lock_held = False
         self.closed = True
         if forking.inherited(self.owner_pid):
             return  # inherited across fork: its threads and sockets are the parent's
@@ -633,19 +758,26 @@ class Proxy:
     curve : CurveConfig, optional
         CURVE encryption: this client's key pair and the server's public key
         (``CurveConfig(secret_key_file, server_public_key_file=...)``).
+    label : str, optional
+        How this client is shown to the server and to other clients (the lock
+        holder, the write log); default ``'<user>@<host>:<pid>'``.
 
     Raises
     ------
     RemoteTimeout
         If the server does not answer within ``timeout``.
+    ValueError
+        If ``label`` is empty.
 
     Thread affinity: any thread; slots run in the connecting thread's Qt loop,
     else on the dispatcher thread.
     """
 
     def __init__(self, rep_endpoint: str, timeout: Optional[float] = None,
-                 protocol: Optional[Protocol] = None, curve: Optional[CurveConfig] = None) -> None:
-        object.__setattr__(self, "_proxy_core", _ProxyCore(normalize(rep_endpoint), timeout, protocol, curve))
+                 protocol: Optional[Protocol] = None, curve: Optional[CurveConfig] = None,
+                 label: Optional[str] = None) -> None:
+        object.__setattr__(self, "_proxy_core",
+                           _ProxyCore(normalize(rep_endpoint), timeout, protocol, curve, label))
         object.__setattr__(self, "_proxy_local_server", None)
         object.__setattr__(self, "_proxy_process", None)
 
@@ -670,27 +802,93 @@ class Proxy:
         """Seconds each synchronous call waits for its reply."""
         return self._proxy_core.timeout
 
+    @property
+    def _proxy_label(self) -> str:
+        """How this client is shown to the server and other clients."""
+        return self._proxy_core.label
+
+    @property
+    def _proxy_role(self) -> str:
+        """``'observer'`` (reads only) or ``'controller'``, as the server told this proxy."""
+        return self._proxy_core.role
+
+    def _proxy_lock(self, timeout: Optional[float] = None) -> "LockHandle":
+        """Take exclusive control of the server: other clients' writes are refused until released.
+
+        Waits up to ``timeout`` seconds (None: the proxy's timeout; 0: try once)
+        while another client holds it. The lease is renewed in the background
+        and ends when released, when this proxy is stopped or collected, or 3 s
+        after its process died. Taking it again while holding it does nothing.
+
+        Returns a handle; ``with proxy._proxy_lock(): ...`` releases on exit.
+
+        Raises
+        ------
+        Locked
+            Another client still holds it after ``timeout`` (the message names it).
+        AccessDenied
+            This client is an observer.
+        """
+        self._proxy_core.take_lock(timeout)
+        return LockHandle(self)
+
+    def _proxy_unlock(self) -> bool:
+        """Release exclusive control; False if this proxy did not hold it."""
+        return self._proxy_core.release_lock()
+
+    def _proxy_lock_holder(self) -> Optional[Dict[str, Any]]:
+        """Who holds exclusive control: ``{'label', 'host', 'pid', 'since', 'id'}`` or None."""
+        core = self._proxy_core
+        if "lock" not in core.caps:
+            return None
+        return core.call("lock_holder", {})
+
+    def _proxy_holds_lock(self) -> bool:
+        """Whether this proxy holds exclusive control (as far as it knows)."""
+        return self._proxy_core.lock_held
+
+    @property
+    def _proxy_lock_changed(self) -> "_LockChanged":
+        """A signal: its slots receive the new holder dict, or None, at each change of the lock."""
+        return _LockChanged(self._proxy_core)
+
     def _proxy_stop_me(self) -> None:
-        """Close this proxy (its subscriptions and sockets); the server keeps running."""
+        """Close this proxy (its subscriptions and sockets, and its lock); the server keeps running."""
         self._proxy_core.close()
 
     def _proxy_stop_server(self) -> None:
-        """Stop the server (and its process, if this proxy started one), then this proxy."""
+        """Stop the server (and its process, if this proxy started one), then this proxy.
+
+        Raises
+        ------
+        AccessDenied
+            The server refused (this client is an observer, or another holds the
+            lock); then nothing is stopped or closed.
+        """
         core = self._proxy_core
         local = self.__dict__.get("_proxy_local_server")
         process = self.__dict__.get("_proxy_process")
+        refused: Optional[BaseException] = None
         try:
             child_gone = process is not None and not process.alive()
             if not core.closed and core.alive and not child_gone:
-                core.requester.request(core.endpoint, "stop", min(core.timeout, 5.0))
+                reply = core.requester.request(core.endpoint, "stop", min(core.timeout, 5.0))
+                if isinstance(reply, (tuple, list)) and len(reply) == 3 and reply[1] == "raise":
+                    exc, _ = exception_from_reply(reply[2], core.endpoint)
+                    if isinstance(exc, AccessDenied):
+                        refused = exc
         except (RemoteTimeout, ProtocolError, PizcoError):
             logger.debug("stop request to %s", core.endpoint, exc_info=True)
         finally:
-            core.close()
-            if local is not None:
-                local.stop()
-            if process is not None:
-                process.stop()
+            if refused is None:
+                core.lock_held = False  # the server ends with its lock
+                core.close()
+                if local is not None:
+                    local.stop()
+                if process is not None:
+                    process.stop()
+        if refused is not None:
+            raise refused
 
     def _proxy_describe(self) -> Dict[str, Dict[str, Any]]:
         """Each public name's kind, type and writability (pizco_qt servers only)."""
@@ -739,7 +937,8 @@ class Proxy:
         self._proxy_core.call("setattr", {"name": name, "value": value})
 
     def __dir__(self) -> List[str]:
-        return sorted(set(self._proxy_core.remote_names) | {"_proxy_stop_me", "_proxy_stop_server"})
+        return sorted(set(self._proxy_core.remote_names) | {"_proxy_stop_me", "_proxy_stop_server", "_proxy_lock",
+                                                            "_proxy_unlock", "_proxy_lock_holder"})
 
     def __repr__(self) -> str:
         return f"<Proxy to {self._proxy_core.endpoint}>"
@@ -767,6 +966,68 @@ class Proxy:
                 core.close()
             except Exception:
                 pass
+
+
+class LockHandle:
+    """Exclusive control taken by ``proxy._proxy_lock()``; a context manager that releases it.
+
+    Dropping the handle does not release the lock.
+    """
+
+    def __init__(self, proxy: Proxy) -> None:
+        self._core = proxy._proxy_core
+
+    def release(self) -> bool:
+        """Release exclusive control; False if it was not held any more."""
+        return self._core.release_lock()
+
+    @property
+    def held(self) -> bool:
+        """Whether the proxy still holds it (as far as it knows)."""
+        return self._core.lock_held
+
+    def __enter__(self) -> "LockHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self._core.closed:
+            self.release()
+
+    def __repr__(self) -> str:
+        return f"<LockHandle of {self._core.endpoint} ({'held' if self.held else 'released'})>"
+
+
+class _LockChanged:
+    """``proxy._proxy_lock_changed``: connect slots to changes of the lock holder (one argument,
+    the holder dict or None), delivered as every remote signal is."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: _ProxyCore) -> None:
+        self._core = core
+
+    def connect(self, slot: Any) -> None:
+        """Call ``slot(holder)`` at each change (connecting the same slot twice does nothing)."""
+        sub = self._core.lock_sub
+        with sub.lock:
+            if any(c.slot == slot for c in sub.connections):
+                return
+            sub.connections = sub.connections + (_Connection(slot, current_target(), False, sub),)
+
+    def disconnect(self, slot: Any = None) -> None:
+        """Disconnect ``slot`` (TypeError if not connected), or every slot."""
+        sub = self._core.lock_sub
+        with sub.lock:
+            found = [c for c in sub.connections if slot is None or c.slot == slot]
+            if slot is not None and not found:
+                raise TypeError(f"{slot!r} is not connected to the lock changes of {self._core.endpoint}")
+            for c in found:
+                c.kill()
+            sub.connections = tuple(c for c in sub.connections if c not in found)
+
+    @property
+    def signal(self) -> str:
+        return LOCK_TOPIC
 
 
 class _ProxyAgentView:

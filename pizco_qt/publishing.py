@@ -23,7 +23,7 @@ import zmq
 from . import config, iothread
 from .errors import BindError
 from .gate import MAX_TOPIC_BYTES
-from .protocol import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, Protocol, header, new_msgid
+from .protocol import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, LOCK_TOPIC, Protocol, header, new_msgid
 from .answering import bindable, resolved
 from .zmq_io import send_frames
 
@@ -36,7 +36,7 @@ _BATCH = 1000
 
 
 #: Topics pizco_qt itself uses between its peers (not counted in ``subscribers``).
-_OWN_TOPICS = frozenset({HEARTBEAT_TOPIC, FUTURE_TOPIC})
+_OWN_TOPICS = frozenset({HEARTBEAT_TOPIC, FUTURE_TOPIC, LOCK_TOPIC})
 
 
 class SubscriberCounts(Mapping):

@@ -35,6 +35,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import config
+from .access import readonly
 from .endpoints import normalize_optional
 from .errors import PizcoError
 from .registry_client import (ENTRY_KEYS, EXPIRY, OPTIONAL_KEYS, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT,
@@ -118,13 +119,15 @@ class Registry:
         self._probe_cache: Dict[str, Any] = {}  # {endpoint: (time, identity or None)}
         self._lapsed: Dict[Any, Any] = {}  # {(name, token): (time, entry)} of expired reservations
 
-    # ---------------------------------------------------------------- queries
+    # ---------------------------------------------------------------- queries (reads: observers may ask)
+    @readonly
     def servers(self) -> List[Dict[str, Any]]:
         """Every live server's entry (a list of dicts with the keys of ``ENTRY_KEYS``, plus ``'station'``
         for a server started by a station), sorted by name."""
         with self._lock:
             return [dict(self._records[name].entry) for name in sorted(self._records)]
 
+    @readonly
     def lookup(self, name: str) -> Dict[str, Any]:
         """The entry of the server registered as ``name``.
 
@@ -637,6 +640,7 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
     prober = _Prober(server, registry)
     registry.probe = prober.probe_now
     server._registry_prober = prober
+    server.access.write_log_level = logging.DEBUG  # registrations are refreshed every 2 s
     ref = weakref.ref(server)
 
     def sweep() -> None:  # I/O thread: hand the sweep to the registry's worker thread
@@ -672,6 +676,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="serve with CURVE encryption using this key pair (.key_secret)")
     parser.add_argument("--curve-clients", metavar="DIR", default=None,
                         help="with --curve-secret: admit only the clients whose public keys (*.key) are here")
+    parser.add_argument("--curve-observers", metavar="DIR", default=None,
+                        help="with --curve-clients: also admit the clients whose public keys are here, as "
+                             "observers (they may list and look up servers, not register)")
     parser.add_argument("--allow-insecure", action="store_true",
                         help="allow a non-loopback endpoint with no key (PZC_KEY) and no CURVE")
     parser.add_argument("-v", "--verbose", action="store_true", help="log servers as they come and go")
@@ -709,6 +716,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"{endpoint!r} is not a ZMQ endpoint (e.g. tcp://127.0.0.1:5777)")
     if args.curve_clients and not args.curve_secret:
         parser.error("--curve-clients needs --curve-secret (the registry's own key pair)")
+    if args.curve_observers and not args.curve_clients:
+        parser.error("--curve-observers needs --curve-clients (else every client would be a controller)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
@@ -729,7 +738,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.curve_secret:
                 from .security import CurveConfig
 
-                kwargs["curve"] = CurveConfig(args.curve_secret, args.curve_clients)
+                kwargs["curve"] = CurveConfig(args.curve_secret, args.curve_clients,
+                                              observers_dir=args.curve_observers)
             server = serve_registry(args.endpoint, **kwargs)
         except PizcoError as exc:
             print(f"pizco-registry: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ from .protocol import Protocol
 logger = logging.getLogger(__name__)
 
 __all__ = ["is_loopback_endpoint", "check_bind_allowed", "ReplayCache", "CurveConfig", "CurveChannel",
-           "register_curve_server", "unregister_curve_server", "add_curve_arguments", "curve_from_args"]
+           "register_curve_server", "unregister_curve_server", "curve_role", "add_curve_arguments", "curve_from_args"]
 
 
 def _host(endpoint: str) -> Optional[str]:
@@ -142,18 +142,30 @@ class CurveConfig:
         own key pair is always admitted.
     server_public_key_file : str or path, optional
         Client side: the server's public key (``.key``; a ``.key_secret`` works too).
+    observers_dir : str or path, optional
+        Server side: a directory of the public keys of clients admitted as
+        observers (they may read, not write). Keys in ``public_keys_dir`` (and the
+        server's own) are controllers'; a key in both directories is a controller's.
+        Both directories are re-read when they change.
 
     Raises
     ------
     PizcoError
-        If a key file cannot be read, holds no secret key, or the directory is missing.
+        If a key file cannot be read, holds no secret key, or a directory is missing.
+    ValueError
+        If ``observers_dir`` is given without ``public_keys_dir``.
 
     Thread affinity: immutable once built; any thread.
     """
 
     def __init__(self, secret_key_file: "str | os.PathLike[str]", public_keys_dir: "str | os.PathLike[str] | None" = None,
-                 server_public_key_file: "str | os.PathLike[str] | None" = None) -> None:
+                 server_public_key_file: "str | os.PathLike[str] | None" = None,
+                 observers_dir: "str | os.PathLike[str] | None" = None) -> None:
         import zmq.auth
+
+        if observers_dir is not None and public_keys_dir is None:
+            raise ValueError("observers_dir needs public_keys_dir: without a list of controllers every "
+                             "client would be admitted as a controller")
 
         if not zmq.has("curve"):
             raise PizcoError("this libzmq was built without CURVE support")
@@ -161,6 +173,7 @@ class CurveConfig:
         self.public_keys_dir = os.fspath(public_keys_dir) if public_keys_dir is not None else None
         self.server_public_key_file = (os.fspath(server_public_key_file)
                                        if server_public_key_file is not None else None)
+        self.observers_dir = os.fspath(observers_dir) if observers_dir is not None else None
         try:
             public, secret = zmq.auth.load_certificate(self.secret_key_file)
         except (OSError, ValueError) as exc:
@@ -179,10 +192,12 @@ class CurveConfig:
                                  f"{self.server_public_key_file}: {exc}") from None
         if self.public_keys_dir is not None and not os.path.isdir(self.public_keys_dir):
             raise PizcoError(f"the CURVE client key directory {self.public_keys_dir} does not exist")
+        if self.observers_dir is not None and not os.path.isdir(self.observers_dir):
+            raise PizcoError(f"the CURVE observer key directory {self.observers_dir} does not exist")
 
     def __repr__(self) -> str:
         return (f"CurveConfig({self.secret_key_file!r}, public_keys_dir={self.public_keys_dir!r}, "
-                f"server_public_key_file={self.server_public_key_file!r})")
+                f"server_public_key_file={self.server_public_key_file!r}, observers_dir={self.observers_dir!r})")
 
     @property
     def is_client(self) -> bool:
@@ -214,9 +229,38 @@ class CurveConfig:
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.secret_key)
 
 
+class _KeyDir:
+    """The public keys in one directory, re-read when the directory changes."""
+
+    def __init__(self, path: Optional[str], what: str) -> None:
+        self.path, self.what = path, what
+        self._stamp: Any = None
+        self._keys: frozenset = frozenset()
+        self._lock = threading.Lock()
+
+    def keys(self) -> frozenset:
+        import zmq.auth
+
+        path = self.path
+        if path is None:
+            return frozenset()
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            return frozenset()
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self._keys = frozenset(zmq.auth.load_certificates(path))
+                except Exception as exc:  # a broken key file must not stop the server
+                    logger.warning("cannot read the CURVE %s keys in %s: %s", self.what, path, exc)
+                self._stamp = stamp
+            return self._keys
+
+
 class _KeyRing:
-    """The ZAP credentials check of one server: its allowed client keys, re-read when the
-    directory changes (so a key dropped in is honoured without a restart)."""
+    """The ZAP credentials check of one server: its controllers' and observers' keys, re-read
+    when their directories change (so a key dropped in is honoured without a restart)."""
 
     def __init__(self, curve: CurveConfig) -> None:
         import zmq.utils.z85
@@ -226,30 +270,23 @@ class _KeyRing:
         # the registry this server registers with probes it with its own key pair
         reg = curve.server_key
         self.registry = (zmq.utils.z85.encode(reg) if reg is not None and len(reg) == 32 else reg)
-        self._stamp: Any = None
-        self._keys: frozenset = frozenset()
+        self.controllers = _KeyDir(curve.public_keys_dir, "client")
+        self.observers = _KeyDir(getattr(curve, "observers_dir", None), "observer")
 
     def _allowed(self) -> frozenset:
-        import zmq.auth
+        return self.controllers.keys()
 
-        path = self.curve.public_keys_dir
-        try:
-            stamp = os.stat(path).st_mtime_ns
-        except OSError:
-            return frozenset()
-        if stamp != self._stamp:
-            try:
-                self._keys = frozenset(zmq.auth.load_certificates(path))
-            except Exception as exc:  # a broken key file must not stop the server
-                logger.warning("cannot read the CURVE client keys in %s: %s", path, exc)
-            self._stamp = stamp
-        return self._keys
+    def role(self, key: bytes) -> str:
+        """'controller' or 'observer' for an admitted client's z85 key (a key since removed: observer)."""
+        if self.curve.public_keys_dir is None or key == self.own or key in self.controllers.keys():
+            return "controller"
+        return "observer"
 
     def callback(self, domain: str, key: bytes) -> bool:
         """ZAP hook (authenticator thread): is the client's z85 public key allowed?"""
         if self.curve.public_keys_dir is None or key == self.own or (self.registry and key == self.registry):
             return True
-        allowed = key in self._allowed()
+        allowed = key in self._allowed() or key in self.observers.keys()
         if not allowed:
             logger.warning("refused a CURVE client with an unknown public key %s", key.decode("ascii", "replace"))
         return allowed
@@ -292,6 +329,15 @@ def register_curve_server(curve: CurveConfig, context: Any) -> str:
         _auth_domains[domain] = ring
         _auth.configure_curve_callback(domain, ring)
         return domain
+
+
+def curve_role(domain: str, user_id: str) -> str:
+    """The role ('controller' or 'observer') of the client whose z85 key is ``user_id``,
+    on the CURVE server of ZAP ``domain``."""
+    ring = _auth_domains.get(domain)
+    if ring is None:
+        return "observer"
+    return ring.role(user_id.encode("ascii", "replace"))
 
 
 def unregister_curve_server(domain: str) -> None:
@@ -429,6 +475,9 @@ def add_curve_arguments(parser: Any, role: str = "server") -> None:
         group.add_argument("--curve-clients", metavar="DIR", default=None,
                            help="directory of the public keys (.key) of the clients allowed in "
                                 "(default: any client that knows the server's public key)")
+        group.add_argument("--curve-observers", metavar="DIR", default=None,
+                           help="with --curve-clients: directory of the public keys of clients admitted as "
+                                "observers (they may read, not write)")
         group.add_argument("--curve-server", metavar="FILE", default=None,
                            help="public key (.key) of the CURVE registry this server registers with")
     else:
@@ -443,15 +492,19 @@ def add_curve_arguments(parser: Any, role: str = "server") -> None:
 def curve_from_args(parser: Any, ns: Any, role: str = "server") -> Optional[CurveConfig]:
     """The CurveConfig the parsed options ask for, or None; bad options exit with status 2."""
     secret, clients, server = ns.curve_secret, ns.curve_clients, ns.curve_server
+    observers = getattr(ns, "curve_observers", None)
     if secret is None:
-        if clients is not None or server is not None:
-            parser.error("--curve-clients and --curve-server need --curve-secret FILE")
+        if clients is not None or server is not None or observers is not None:
+            parser.error("--curve-clients, --curve-observers and --curve-server need --curve-secret FILE")
         return None
+    if observers is not None and clients is None:
+        parser.error("--curve-observers needs --curve-clients DIR (else every client would be a controller)")
     if role == "client" and server is None:
         parser.error("--curve-secret needs --curve-server FILE (the servers' public key)")
     try:
         return CurveConfig(os.path.expanduser(secret), os.path.expanduser(clients) if clients else None,
-                           os.path.expanduser(server) if server else None)
+                           os.path.expanduser(server) if server else None,
+                           os.path.expanduser(observers) if observers else None)
     except PizcoError as exc:
         parser.error(str(exc))
     return None  # pragma: no cover - parser.error exits

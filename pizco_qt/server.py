@@ -11,16 +11,20 @@ Thread affinity: construct and stop from any thread.
 """
 from __future__ import annotations
 
+import base64
 import collections
 import concurrent.futures
 import logging
 import threading
 import time
 import warnings
+import weakref
 from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
+from . import config
 from . import dispatch as _dispatch, forking, inline
 from . import gate as _gate
+from .access import CONTROLLER, LOCK_TOPIC, OBSERVER, AccessControl, client_from_sender
 from ._qt import QObject, QtCore, is_qt_signal
 from .agent import FUTURE_TOPIC, Agent, new_msgid
 from .delivery import WITHDRAWN, QThreadCaller
@@ -56,7 +60,8 @@ class Server(Agent):
         Allow a non-loopback bind with no key and no CURVE (logged as a WARNING).
     curve : CurveConfig, optional
         CURVE encryption and client authentication (``pizco_qt.security.CurveConfig``):
-        the server's key pair and the directory of allowed client public keys.
+        the server's key pair, the directory of allowed client public keys
+        (controllers) and, optionally, a directory of observers' keys.
     private : bool
         Serve private names too (names, dotted-name components, methods and
         signal topics starting with ``_``). By default they are refused with a
@@ -65,6 +70,10 @@ class Server(Agent):
         What ``instantiate`` may create on an empty server. None (the default):
         any class for a pickle server, none for a json server. Functions and
         other callables are never created.
+    observer_key : str or bytes, optional
+        A second HMAC key (default ``PZC_OBSERVER_KEY``): requests signed with it
+        are an observer's (reads only), those signed with the main key a
+        controller's. Everything published is signed with it.
 
     Raises
     ------
@@ -72,6 +81,8 @@ class Server(Agent):
         For a non-loopback endpoint with no key and no CURVE (unless ``allow_insecure``).
     PizcoError
         If binding fails or the name is taken.
+    ValueError
+        If an observer key is given without a main key, or equals it.
 
     Thread affinity: any thread.
     """
@@ -88,9 +99,16 @@ class Server(Agent):
         curve: Optional[CurveConfig] = None,
         private: bool = False,
         instantiable: Any = None,
+        observer_key: "str | bytes | None" = None,
     ) -> None:
         rep_endpoint = normalize_optional(rep_endpoint, "tcp://127.0.0.1:0")
         pub_endpoint = normalize_optional(pub_endpoint, "tcp://127.0.0.1:0")
+        protocol = protocol if protocol is not None else Protocol.from_environment()
+        self._observer_protocol = _observer_protocol(protocol, observer_key)
+        self._curve_roles = curve is not None and getattr(curve, "observers_dir", None) is not None
+        #: Roles, exclusive control and the log of executed writes.
+        self.access = AccessControl(_publisher(self))
+        self._lease_ticking = False
         self.served_object = served_object
         #: Whether private names are served (``private=True``).
         self.private = bool(private)
@@ -118,7 +136,6 @@ class Server(Agent):
             # reserve the name before binding: a clash raises here and nothing is bound
             from . import registry
 
-            protocol = protocol if protocol is not None else Protocol.from_environment()
             self.registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint, curve=curve)
         try:
             super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure, curve=curve)
@@ -212,9 +229,81 @@ class Server(Agent):
         except RuntimeError:
             return None
 
+    # ------------------------------------------------------------------ access
+    def _role_of_key(self, user: Optional[str]) -> Optional[str]:
+        if not self._curve_roles:
+            return None
+        if user is None or self._zap_domain is None:
+            return OBSERVER  # a client whose key is unknown is never a controller
+        from .security import curve_role
+
+        return curve_role(self._zap_domain, user)
+
+    def lock_holder(self) -> Optional[Dict[str, Any]]:
+        """Who holds exclusive control: ``{'label', 'host', 'pid', 'since', 'id'}``, or None."""
+        return self.access.holder()
+
+    @property
+    def recent_writes(self) -> Any:
+        """The last 100 executed writes: ``(time, label, action, name)`` records, oldest first."""
+        return self.access.writes
+
+    def _publish_lock(self, holder: Optional[Dict[str, Any]]) -> None:
+        """Publish a change of the lock holder on LOCK_TOPIC (any thread)."""
+        if self.stopped:
+            return
+        self.publish(LOCK_TOPIC, (holder,))
+        if holder is not None and not self._lease_ticking:
+            self._lease_ticking = True
+            self._io.call_later(0.2, self._lease_tick)
+
+    def _lease_tick(self) -> None:
+        """I/O thread: end a lease that ran out (not while the worker is busy: renewals wait)."""
+        if self._stopped:
+            self._lease_ticking = False
+            return
+        if self.answerer is None or not self.answerer.busy:
+            self.access.expire()
+        if self.access.lease.holder() is None:
+            self._lease_ticking = False
+            return
+        self._io.call_later(0.2, self._lease_tick)
+
+    def _info_for(self, info: Dict[str, Any], role: str) -> Dict[str, Any]:
+        """The 'info' reply for a client of ``role``: its role, and the observer key for controllers."""
+        info = dict(info, role=role, capabilities=list(info.get("capabilities", ())) + ["lock"],
+                    lock_holder=self.access.holder())
+        observer = self._observer_protocol
+        if observer is not None and role == CONTROLLER:
+            info["observer_key"] = base64.b64encode(observer.hmac_key).decode("ascii")
+        return info
+
+    def _publishing_protocol(self) -> Protocol:
+        """Publications are signed with the observer key, if any, so observers can verify them."""
+        return self._observer_protocol or self.protocol
+
     def _serve_request(self, env: Envelope, content: Any) -> Any:
+        role = self.answerer.request_role if self.answerer is not None else None
         with self._stats_lock:
             self.requests_served += 1
+        if type(content) is list and env.serializer == "json":
+            content = tuple(content)
+        client = client_from_sender(env.sender, role or CONTROLLER)
+        refused, write = self.access.gate(self.served_object, client, content, env.serializer)
+        if refused is not None:
+            return refused
+        if content == "info":
+            reply = self.on_request(env.sender, env.topic, content, env.msgid, env.serializer)
+            return self._info_for(reply, client.role) if isinstance(reply, dict) else reply
+        started = time.monotonic()
+        reply = self._run_request(env, content)
+        self.access.executed(client, content, reply, write)
+        busy = time.monotonic() - started
+        if busy > 0.05:
+            self.access.lease.credit(busy)
+        return reply
+
+    def _run_request(self, env: Envelope, content: Any) -> Any:
         thread = self._object_thread() if self._affinity is not None and isinstance(content, tuple) else None
         if thread is None or thread is QtCore.QThread.currentThread():
             reply = self.on_request(env.sender, env.topic, content, env.msgid, env.serializer)
@@ -245,11 +334,24 @@ class Server(Agent):
             content = tuple(content)
         return _dispatch.dispatch(self, content, msgid, serializer)
 
-    def handle_inline(self, content: Any, msgid: str, serializer: str) -> Any:
-        """Answer a request in the calling thread (a proxy in the served QObject's own thread)."""
+    def handle_inline(self, content: Any, msgid: str, serializer: str, sender: Optional[str] = None,
+                      key: Optional[bytes] = None) -> Any:
+        """Answer a request in the calling thread (a proxy in the served QObject's own thread).
+
+        ``sender`` and ``key`` (the proxy's HMAC key) tell who asks, as a request's header and
+        signature would.
+        """
+        observer = self._observer_protocol
+        role = OBSERVER if observer is not None and key == observer.hmac_key else CONTROLLER
+        client = client_from_sender(sender or self.rep_endpoint, role)
+        refused, write = self.access.gate(self.served_object, client, content, serializer)
         with self._stats_lock:
             self.requests_served += 1
-        return self.on_request(self.rep_endpoint, "", content, msgid, serializer)
+        if refused is not None:
+            return refused
+        reply = self.on_request(self.rep_endpoint, "", content, msgid, serializer)
+        self.access.executed(client, content, reply, write)
+        return reply
 
     # ------------------------------------------------------------------ futures
     def register_future(self, msgid: str, fut: concurrent.futures.Future) -> None:
@@ -321,7 +423,7 @@ class Server(Agent):
                 logger.debug("disconnecting %s", topic, exc_info=True)
 
     def _make_forwarder(self, topic: str) -> Callable[..., None]:
-        encode = self.protocol.encode
+        encode = self.publisher.protocol.encode
         sender = self.sender
         publish = self.publisher.publish_frames
         emissions = self.emissions
@@ -432,3 +534,28 @@ class Server(Agent):
         return serve_in_process(served_cls, args, kwargs, rep_endpoint, pub_endpoint, name=name,
                                 protocol=protocol, gui=gui, verbose=verbose, timeout=timeout, curve=curve)
 
+
+def _publisher(server: "Server") -> Callable[[Optional[Dict[str, Any]]], None]:
+    """``server._publish_lock`` without a reference to the server (no cycle keeps it alive)."""
+    ref = weakref.ref(server)
+
+    def publish(holder: Optional[Dict[str, Any]]) -> None:
+        srv = ref()
+        if srv is not None:
+            srv._publish_lock(holder)
+    return publish
+
+
+def _observer_protocol(protocol: Protocol, observer_key: "str | bytes | None") -> Optional[Protocol]:
+    """The protocol of the observer key (argument, else ``PZC_OBSERVER_KEY``), or None."""
+    if observer_key is None:
+        observer_key = config.observer_key()
+    if not observer_key:
+        return None
+    observer = Protocol(observer_key, protocol.serializer)
+    if not protocol.hmac_key:
+        raise ValueError("an observer key needs a main key (PZC_KEY or Protocol(hmac_key=...)): without "
+                         "one, unsigned clients would be controllers")
+    if observer.hmac_key == protocol.hmac_key:
+        raise ValueError("the observer key must differ from the main key")
+    return observer

@@ -24,7 +24,8 @@ import zmq
 from .errors import ProtocolError
 from .protocol import COMPACT, unpack_compact
 
-__all__ = ["send_frames", "send_one", "send_routed", "recv_frames", "recv_routed", "recv_reply", "readable",
+__all__ = ["send_frames", "send_one", "send_routed", "recv_frames", "recv_routed", "recv_routed_user", "recv_reply",
+           "readable",
            "close_owned", "ZERO_COPY"]
 
 #: Frames at least this large are sent and (past the protocol frames) received without copying.
@@ -98,6 +99,21 @@ def recv_routed(sock: zmq.Socket, flags: int = 0) -> List[Any]:
     """
     frames: List[Any] = [_recv(sock, int(flags))]
     return _recv_rest(sock, frames, 7)
+
+
+def recv_routed_user(sock: zmq.Socket, flags: int = 0) -> "tuple[List[Any], Optional[str]]":
+    """``recv_routed``, plus the ``User-Id`` its security handshake gave the peer (a CURVE
+    client's z85 public key), or None."""
+    frames: List[Any] = [_recv(sock, int(flags))]
+    frame = _recv(sock, 0, False)
+    try:
+        user = frame.get("User-Id")
+    except (zmq.ZMQError, AttributeError):
+        user = None
+    frames.append(frame.bytes)
+    if frame.more:
+        _recv_rest(sock, frames, 7)
+    return frames, user
 
 
 def _recv_rest(sock: zmq.Socket, frames: List[Any], copied: int) -> List[Any]:

@@ -521,3 +521,74 @@ def test_command_line_shows_the_window(qtbot, reg_server, closing):
     assert main([reg_server.rep_endpoint, "--timeout", "3"]) == 0
     assert seen and "cli-stage" in seen[0]
     assert server.rep_endpoint
+
+
+# ---------------------------------------------------------------------- roles and exclusive control
+def test_header_shows_role_and_lock_holder_take_control_and_release(qtbot, monitor, reg_server, closing,
+                                                                      tmp_path):
+    from pizco_qt import Proxy
+
+    stage = Stage()
+    server = closing(Server(stage, name="stage-lock"))
+    window = monitor()
+    qtbot.waitUntil(lambda: "stage-lock" in row_names(window), timeout=WAIT)
+    window.select_server("stage-lock")
+    wait_attributes(qtbot, window, ["position"])
+    control = window.findChild(QtWidgets.QLabel, "server_control")
+    qtbot.waitUntil(lambda: "control: free" in control.text(), timeout=WAIT)
+    assert "you are a controller" in control.text()
+    take, release = window.take_control_action, window.release_control_action
+    assert take.isEnabled() and not release.isEnabled()
+
+    # another client takes control: the header names it, edits and calls say who holds it
+    script = closing(Proxy(server.rep_endpoint, timeout=5, label="scan script"))
+    script._proxy_lock()
+    qtbot.waitUntil(lambda: "control: scan script" in control.text(), timeout=WAIT)
+    assert f"pid {os.getpid()}" in control.text()
+    assert "scan script holds exclusive control" in control.toolTip()
+    screenshot(window, tmp_path, "monitor-locked")
+    model = window.attribute_model
+    model.setData(model.index(model.names().index("position"), model.VALUE), "4.0")
+    qtbot.waitUntil(lambda: "scan script holds exclusive control" in window.statusBar().currentMessage(),
+                    timeout=WAIT)
+    assert "Cannot set stage-lock.position" in window.statusBar().currentMessage()
+    assert window.open_call_dialog(window.method_model.names().index("move_by")) is None
+    assert "Cannot call stage-lock.move_by()" in window.statusBar().currentMessage()
+    assert stage.position == 0.0
+    take.trigger()  # refused: the holder is named in the status bar
+    qtbot.waitUntil(lambda: "Could not take control" in window.statusBar().currentMessage(), timeout=WAIT)
+    assert "scan script" in window.statusBar().currentMessage()
+
+    # released: the monitor takes control itself, writes, releases
+    script._proxy_unlock()
+    qtbot.waitUntil(lambda: "control: free" in control.text(), timeout=WAIT)
+    take.trigger()
+    qtbot.waitUntil(lambda: "control: you since" in control.text(), timeout=WAIT)
+    assert release.isEnabled() and not take.isEnabled()
+    assert server.lock_holder()["label"] == script._proxy_lock_holder()["label"] != "scan script"
+    model.setData(model.index(model.names().index("position"), model.VALUE), "4.0")
+    qtbot.waitUntil(lambda: stage.position == 4.0, timeout=WAIT)
+    release.trigger()
+    qtbot.waitUntil(lambda: "control: free" in control.text() and server.lock_holder() is None, timeout=WAIT)
+
+
+def test_an_observer_monitor_says_so_and_cannot_take_control(qtbot, monitor, closing, monkeypatch):
+    from pizco_qt import Protocol
+    from pizco_qt.registry import serve_registry
+
+    monkeypatch.setenv("PZC_KEY", "main")
+    registry = closing(serve_registry("tcp://127.0.0.1:0", protocol=Protocol("main"), observer_key="watch"))
+    monkeypatch.setenv("PZC_REGISTRY", registry.rep_endpoint)
+    stage = Stage()
+    closing(Server(stage, name="stage-obs", protocol=Protocol("main"), observer_key="watch"))
+    window = monitor(proxy_kwargs={"protocol": Protocol("watch")})
+    qtbot.waitUntil(lambda: "stage-obs" in row_names(window), timeout=WAIT)
+    window.select_server("stage-obs")
+    wait_attributes(qtbot, window, ["position"])
+    control = window.findChild(QtWidgets.QLabel, "server_control")
+    qtbot.waitUntil(lambda: "you are an observer" in control.text(), timeout=WAIT)
+    assert not window.take_control_action.isEnabled()
+    model = window.attribute_model
+    model.setData(model.index(model.names().index("position"), model.VALUE), "4.0")
+    qtbot.waitUntil(lambda: "you are an observer" in window.statusBar().currentMessage(), timeout=WAIT)
+    assert stage.position == 0.0

@@ -179,3 +179,25 @@ def test_rates_count_only_what_happens_while_the_window_is_open(qtbot, closing):
     assert win.emissions_card.detail.text() == "0 / s"
     assert win.requests_card.detail.text() == "0 / s"
     assert win.emissions_card.value.text().replace("\u2009", "") == "300"
+
+
+def test_shows_the_lock_holder_and_the_recent_writes(window, qtbot, closing, tmp_path):
+    win, server, proxy = window(Stage(1.0))
+    assert win.control_card.value.text() == "free"
+    gui = closing(Proxy(server.rep_endpoint, timeout=5, label="alignment GUI"))
+    gui._proxy_lock()
+    gui.move_by(2.5)
+    gui.position = 7.0
+    qtbot.waitUntil(lambda: win.control_card.value.text() == "alignment GUI", timeout=5000)
+    assert "since" in win.control_card.detail.text() and str(gui._proxy_lock_holder()["pid"]) in \
+        win.control_card.detail.text()
+    table = win.findChild(QtWidgets.QTableWidget, "writes")
+    qtbot.waitUntil(lambda: table.rowCount() == 2, timeout=5000)
+    rows = [[table.item(r, c).text() for c in range(4)] for r in range(2)]
+    assert [row[1:] for row in rows] == [["alignment GUI", "setattr", "position"],
+                                         ["alignment GUI", "exec", "move_by"]]  # newest first
+    assert all(":" in row[0] for row in rows)
+    assert not any("7.0" in cell or "2.5" in cell for row in rows for cell in row)  # never values
+    assert win.grab().save(str(tmp_path / "status-locked.png"))
+    gui._proxy_unlock()
+    qtbot.waitUntil(lambda: win.control_card.value.text() == "free", timeout=5000)

@@ -255,6 +255,8 @@ class ServerSession(_Connection):
     subscription_changed = QtCore.Signal(str, bool, str)
     #: Signal(str) -- the server confirmed a subscription: every later emission arrives.
     subscription_active = QtCore.Signal(str)
+    #: Signal() -- who holds exclusive control, or this client's role, changed (``control_text``).
+    control_changed = QtCore.Signal()
 
     def __init__(self, key: str, endpoint: str, executor: concurrent.futures.Executor,
                  timeout: float = 3.0, proxy_kwargs: Optional[Dict[str, Any]] = None,
@@ -265,6 +267,12 @@ class ServerSession(_Connection):
         self.sinks: Dict[str, SignalSink] = {}
         self.watched: set = set()
         self.label = key
+        #: This client's role on the server: 'controller' or 'observer'.
+        self.role = "controller"
+        #: Who holds exclusive control (the holder dict), or None.
+        self.holder: Optional[Dict[str, Any]] = None
+        #: Whether the server offers exclusive control.
+        self.lockable = False
         self._reading = False
         self._retry.timeout.connect(self.connect_proxy)
 
@@ -287,6 +295,12 @@ class ServerSession(_Connection):
         conn = proxy._proxy_connection
         conn.lost.connect(self._on_lost)
         conn.regained.connect(self._on_regained)
+        self.role = proxy._proxy_role
+        self.lockable = "lock" in proxy._proxy_core.caps
+        if self.lockable:
+            proxy._proxy_lock_changed.connect(self._on_lock_changed)
+            self._ask_holder()
+        self.control_changed.emit()
         if conn.alive():
             self._set_state("online", "")
             self.describe()
@@ -306,6 +320,87 @@ class ServerSession(_Connection):
             self._set_state("online", "")
             self.message.emit(f"{self.label} is back online")
             self.describe()
+            self._ask_holder()
+
+    # ------------------------------------------------------------------ exclusive control
+    def _ask_holder(self) -> None:
+        proxy = self._proxy
+        if proxy is None or not self.lockable:
+            return
+        self._calls.watch(proxy._proxy_core.call_async("lock_holder", {}), self._on_lock_changed,
+                          lambda exc: logger.debug("asking %s for its lock holder: %s", self.label, exc),
+                          self.timeout)
+
+    def _on_lock_changed(self, holder: Any) -> None:
+        holder = holder if isinstance(holder, dict) else None
+        if holder != self.holder:
+            self.holder = holder
+            self.control_changed.emit()
+
+    @property
+    def holds_control(self) -> bool:
+        """Whether this monitor holds exclusive control of the server."""
+        proxy = self._proxy
+        return bool(proxy is not None and self.holder is not None and proxy._proxy_holds_lock())
+
+    def blocked_reason(self) -> Optional[str]:
+        """Why this monitor may not write to the server now (None if it may)."""
+        if self.role == "observer":
+            return f"you are an observer of {self.label}: you may read, not write"
+        holder = self.holder
+        if holder is not None and not self.holds_control:
+            since = time.strftime("%H:%M:%S", time.localtime(holder.get("since", 0)))
+            return f"{holder.get('label', 'another client')} holds exclusive control of {self.label} since {since}"
+        return None
+
+    def control_text(self) -> str:
+        """The header's line: this client's role and who holds exclusive control."""
+        bits = [f"you are {'an observer' if self.role == 'observer' else 'a controller'}"]
+        if self.lockable:
+            holder = self.holder
+            if holder is None:
+                bits.append("control: free")
+            else:
+                since = time.strftime("%H:%M:%S", time.localtime(holder.get("since", 0)))
+                who = "you" if self.holds_control else (
+                    f"{holder.get('label', '?')} ({holder.get('host', '?')} pid {holder.get('pid', '?')})")
+                bits.append(f"control: {who} since {since}")
+        return "   \u00b7   ".join(bits)
+
+    def take_control(self) -> None:
+        """Take exclusive control without waiting for a holder to release it (reports in ``message``)."""
+        proxy = self._proxy
+        if proxy is None or self._closed:
+            return
+
+        def take() -> Any:
+            proxy._proxy_lock(timeout=0)
+            return proxy._proxy_lock_holder()
+
+        def failed(exc: BaseException) -> None:
+            self.message.emit(f"Could not take control of {self.label}: {describe_error(exc)}")
+            self._ask_holder()
+
+        def ok(holder: Any) -> None:
+            self._on_lock_changed(holder)
+            self.message.emit(f"You have exclusive control of {self.label}")
+
+        self._calls.watch(self._executor.submit(take), ok, failed, None)
+
+    def release_control(self) -> None:
+        """Release exclusive control (reports in ``message``)."""
+        proxy = self._proxy
+        if proxy is None or self._closed:
+            return
+
+        def ok(released: Any) -> None:
+            self._on_lock_changed(None)
+            self.message.emit(f"Released control of {self.label}" if released
+                              else f"You did not hold control of {self.label}")
+
+        self._calls.watch(self._executor.submit(proxy._proxy_unlock), ok,
+                          lambda exc: self.message.emit(f"Could not release {self.label}: {describe_error(exc)}"),
+                          None)
 
     # ------------------------------------------------------------------ reading
     def describe(self) -> None:

@@ -28,6 +28,8 @@ QMainWindow { background: #f3f5f8; }
 QLabel#pane_title { font-weight: 600; color: #1f2d3d; padding: 2px 2px; }
 QLabel#server_title { font-size: 15pt; font-weight: 600; color: #1f2d3d; }
 QLabel#server_detail { color: #5b6572; }
+QLabel#server_control { color: #5b6572; }
+QLabel#server_control[locked="true"] { color: #b4531b; font-weight: 600; }
 QFrame#header { background: #ffffff; border: 1px solid #d8dde4; border-radius: 6px; }
 QAbstractItemView { background: #ffffff; alternate-background-color: #f6f8fb;
                     border: 1px solid #d8dde4; border-radius: 4px;
@@ -116,6 +118,17 @@ class WindowLayout:
         self.clear_action = QtWidgets.QAction(icon("clear-log"), "C&lear log", self)
         self.clear_action.setShortcut(QtGui.QKeySequence("Ctrl+L"))
         self.clear_action.triggered.connect(self.log_model.clear)
+        self.take_control_action = QtWidgets.QAction("&Take control", self)
+        self.take_control_action.setObjectName("take_control")
+        self.take_control_action.setToolTip("Take exclusive control of the selected server: the writes of "
+                                            "every other client are refused until you release it")
+        self.take_control_action.triggered.connect(self._take_control)
+        self.release_control_action = QtWidgets.QAction("Re&lease control", self)
+        self.release_control_action.setObjectName("release_control")
+        self.release_control_action.setToolTip("Release exclusive control of the selected server")
+        self.release_control_action.triggered.connect(self._release_control)
+        for action in (self.take_control_action, self.release_control_action):
+            action.setEnabled(False)
 
         self.auto_refresh = QtWidgets.QCheckBox("Auto-refresh every")
         self.auto_refresh.setObjectName("auto_refresh")
@@ -146,6 +159,8 @@ class WindowLayout:
 
         menu = self.menuBar().addMenu("&Server")
         menu.addActions([self.add_action, self.remove_action, self.refresh_action, self.call_action])
+        menu.addSeparator()
+        menu.addActions([self.take_control_action, self.release_control_action])
         menu.addSeparator()
         quit_action = menu.addAction("&Quit", self.close)
         quit_action.setShortcut(QtGui.QKeySequence.Quit)
@@ -202,9 +217,18 @@ class WindowLayout:
         hl.addWidget(self.state_badge)
         texts = QtWidgets.QVBoxLayout()
         texts.setSpacing(0)
+        self.server_control = QtWidgets.QLabel()
+        self.server_control.setObjectName("server_control")
+        self.server_control.setTextInteractionFlags(Qt.TextSelectableByMouse)
         texts.addWidget(self.server_title)
         texts.addWidget(self.server_detail)
+        texts.addWidget(self.server_control)
         hl.addLayout(texts, 1)
+        for action in (self.take_control_action, self.release_control_action):
+            button = QtWidgets.QToolButton()
+            button.setDefaultAction(action)
+            button.setObjectName(f"{action.objectName()}_button")
+            hl.addWidget(button, 0, Qt.AlignVCenter)
 
         # -- attributes, methods
         self.attributes = _table("attributes", self.attribute_model)

@@ -91,6 +91,7 @@ class ServerListMixin:
         session.message.connect(lambda text: self.status(text))
         session.subscription_changed.connect(
             lambda name, on, error, s=session: self._subscription_changed(s, name, on, error))
+        session.control_changed.connect(lambda s=session: self._update_control() if s is self.current else None)
         self.sessions[key] = session
         session.connect_proxy()
         return session
@@ -255,6 +256,7 @@ class ServerListMixin:
             self.server_detail.setText("Servers registered with the registry appear on the left; "
                                        "add others with Ctrl+N.")
             self.state_badge.setPixmap(state_icon(STOPPED, 16).pixmap(16, 16))
+            self._update_control()
             return
         self.state_badge.setPixmap(state_icon(entry.state, 16).pixmap(16, 16))
         cls = f"  <span style='color:#5b6572;font-weight:400'>{entry.cls}</span>" if entry.cls else ""
@@ -265,6 +267,39 @@ class ServerListMixin:
         if entry.started:
             bits.append("up " + _duration(time.time() - float(entry.started)))
         self.server_detail.setText("   \u00b7   ".join(bits))
+        self._update_control()
+
+    # ================================================================== exclusive control
+    def _update_control(self) -> None:
+        """The header's role and lock-holder line, and the Take control / Release actions."""
+        session = self.current
+        label = self.server_control
+        if session is None or session.proxy is None:
+            label.setText("")
+            label.setToolTip("")
+            self.take_control_action.setEnabled(False)
+            self.release_control_action.setEnabled(False)
+            return
+        label.setText(session.control_text())
+        blocked = session.blocked_reason()
+        label.setToolTip(blocked or "You may write to this server")
+        locked = session.holder is not None and not session.holds_control
+        if label.property("locked") != ("true" if locked else "false"):
+            label.setProperty("locked", "true" if locked else "false")
+            label.style().unpolish(label)
+            label.style().polish(label)
+        self.take_control_action.setEnabled(session.lockable and session.role != "observer"
+                                            and not session.holds_control)
+        self.release_control_action.setEnabled(session.holds_control)
+
+    def _take_control(self) -> None:
+        if self.current is not None:
+            self.status(f"Taking control of {self.current.label}\u2026")
+            self.current.take_control()
+
+    def _release_control(self) -> None:
+        if self.current is not None:
+            self.current.release_control()
 
 
 def _duration(seconds: float) -> str:

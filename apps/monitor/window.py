@@ -213,6 +213,11 @@ class MonitorWindow(WindowLayout, ServerListMixin, QtWidgets.QMainWindow):
         session = self.current
         if session is None:
             return
+        blocked = session.blocked_reason()
+        if blocked is not None:  # say who holds it rather than sending a write that will be refused
+            self.status(f"Cannot set {session.label}.{name}: {blocked}", error=True)
+            session.read([name])
+            return
         self.status(f"Setting {session.label}.{name} = {value!r}\u2026")
 
         def done(exc: Optional[BaseException], session: ServerSession = session) -> None:
@@ -236,6 +241,10 @@ class MonitorWindow(WindowLayout, ServerListMixin, QtWidgets.QMainWindow):
             self.status("Select a server and one of its methods first", error=True)
             return None
         name, signature, doc = method
+        blocked = session.blocked_reason()
+        if blocked is not None and not (session.description or {}).get(name, {}).get("readonly"):
+            self.status(f"Cannot call {session.label}.{name}(): {blocked}", error=True)
+            return None
         if self.call_dialog is not None:
             try:
                 self.call_dialog.close()

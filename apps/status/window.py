@@ -2,7 +2,9 @@
 
 It shows the served class, the REP/PUB endpoints (selectable, monospace, with
 copy buttons), uptime, requests served and their rate, subscribers and
-emissions per signal, the recent errors of served code, and a log pane.
+emissions per signal, who holds exclusive control, the recent errors of served
+code, the last executed writes (time, client, action, name; never values) and a
+log pane.
 Closing the window stops the server.
 
 The window never touches the served object: it reads the server's counters
@@ -282,8 +284,11 @@ class StatusWindow(QtWidgets.QMainWindow):
         self.subscribers_card = _Card("Subscribers")
         self.emissions_card = _Card("Emissions")
         self.errors_card = _Card("Errors")
+        self.control_card = _Card("Control")
+        self.control_card.setToolTip("Who holds exclusive control: while a client holds it, the writes of "
+                                     "every other client are refused")
         for card in (self.uptime_card, self.requests_card, self.subscribers_card,
-                     self.emissions_card, self.errors_card):
+                     self.emissions_card, self.errors_card, self.control_card):
             cards.addWidget(card)
         bl.addLayout(cards)
 
@@ -293,6 +298,11 @@ class StatusWindow(QtWidgets.QMainWindow):
         self.errors_table = QtWidgets.QTableWidget(0, 4, objectName="errors")
         self.errors_table.setHorizontalHeaderLabels(["Time", "Action", "Name", "Error"])
         self._setup_table(self.errors_table, stretch=3)
+        self.writes_table = QtWidgets.QTableWidget(0, 4, objectName="writes")
+        self.writes_table.setHorizontalHeaderLabels(["Time", "Client", "Action", "Name"])
+        self._setup_table(self.writes_table, stretch=3)
+        self.writes_table.setToolTip("The last 100 writes the server ran, newest first (values are never shown)")
+        self._writes_shown: Any = None
         self.log_view = QtWidgets.QPlainTextEdit(objectName="log")
         self.log_view.setReadOnly(True)
         self.log_view.setFont(mono)
@@ -303,9 +313,12 @@ class StatusWindow(QtWidgets.QMainWindow):
                              logging.WARNING: _char_format("#b7791f"), logging.ERROR: _char_format("#c0392b"),
                              -1: _char_format("#718096", italic=True)}
 
+        self.activity_tabs = QtWidgets.QTabWidget(objectName="activity")
+        self.activity_tabs.addTab(self.writes_table, "Recent writes")
+        self.activity_tabs.addTab(self.errors_table, "Recent errors")
         top = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         top.addWidget(self._group("Signals", self.signals_table))
-        top.addWidget(self._group("Recent errors", self.errors_table))
+        top.addWidget(self.activity_tabs)
         top.setStretchFactor(0, 1)
         top.setStretchFactor(1, 1)
         top.setSizes([420, 460])
@@ -381,6 +394,7 @@ class StatusWindow(QtWidgets.QMainWindow):
         self.emissions_card.set(_thousands(total_emissions), f"{emit_rate:,.0f} / s")
         self._refresh_signals(subscribers, emissions)
         self._refresh_errors()
+        self._refresh_control()
         self._refresh_log()
 
     def _refresh_identity(self, serving: bool) -> None:
@@ -442,6 +456,7 @@ class StatusWindow(QtWidgets.QMainWindow):
         errors = list(self.server.recent_errors)[::-1]  # newest first
         self.errors_card.set(_thousands(total), "in served code" if total else "none so far")
         self.errors_card.value.setStyleSheet("color: #c0392b;" if total else "")
+        self.activity_tabs.setTabText(1, f"Recent errors ({total})" if total else "Recent errors")
         table = self.errors_table
         table.setRowCount(len(errors))
         for i, (when, action, name, text) in enumerate(errors):
@@ -450,6 +465,29 @@ class StatusWindow(QtWidgets.QMainWindow):
                 item = QtWidgets.QTableWidgetItem(cell)
                 item.setToolTip(text)
                 table.setItem(i, col, item)
+
+    def _refresh_control(self) -> None:
+        """The lock holder card and the table of recent writes."""
+        server = self.server
+        holder = server.lock_holder() if hasattr(server, "lock_holder") else None
+        if holder is None:
+            self.control_card.set("free", "any controller may write")
+        else:
+            since = time.strftime("%H:%M:%S", time.localtime(holder.get("since", 0)))
+            self.control_card.set(str(holder.get("label", "?")),
+                                  f"since {since} · {holder.get('host', '')} pid {holder.get('pid', '')}")
+        writes = list(getattr(server, "recent_writes", ()))
+        key = (len(writes), writes[-1] if writes else None)
+        if key == self._writes_shown:
+            return
+        self._writes_shown = key
+        table = self.writes_table
+        table.setRowCount(len(writes))
+        for i, record in enumerate(reversed(writes)):  # newest first
+            cells = (time.strftime("%H:%M:%S", time.localtime(record.time)), record.label, record.action,
+                     record.name)
+            for col, cell in enumerate(cells):
+                table.setItem(i, col, QtWidgets.QTableWidgetItem(cell))
 
     def _refresh_log(self) -> None:
         lines, skipped = self.log_handler.drain(LOG_LINES_PER_TICK)
