@@ -87,39 +87,50 @@ class ReplayCache:
     ``window`` seconds (10 minutes). The signature catches a captured request
     whose message id was altered by moving bytes across Pizco's frame
     boundaries, which the five-frame signature cannot see. At most ``size``
-    requests are remembered (two small entries each); past that rate the oldest
-    are forgotten early.
+    requests are remembered (two 64-bit keys each, about 20 MiB for 100,000);
+    past that rate the oldest are forgotten early.
     """
 
     WINDOW = 600.0
-    SIZE = 200_000
+    SIZE = 100_000
 
     def __init__(self, window: float = WINDOW, size: int = SIZE) -> None:
         import collections
 
         self.window = float(window)
         self.size = int(size)
-        self._seen: "collections.OrderedDict[Any, float]" = collections.OrderedDict()
+        self._keys_seen: "set[int]" = set()
+        self._order: "collections.deque[tuple[float, int, int]]" = collections.deque()  # the oldest first
 
     def __len__(self) -> int:
-        return len(self._seen) // 2
+        return len(self._order)
+
+    @staticmethod
+    def _keys(signature: Any, msgid: str) -> "tuple[int, int]":
+        sig = int.from_bytes(bytes(signature)[:8], "little") << 1  # even: a signature
+        mid = (hash(msgid) << 1) | 1                                  # odd: a message id
+        return sig, mid
+
+    def _forget_oldest(self) -> None:
+        _, sig, mid = self._order.popleft()
+        self._keys_seen.discard(sig)
+        self._keys_seen.discard(mid)
 
     def check_and_add(self, signature: Any, msgid: str) -> bool:
         """Record a request; True if it is a replay (nothing of it may run then)."""
         now = time.monotonic()
-        seen = self._seen
-        while seen:
-            oldest = next(iter(seen.values()))
-            if now - oldest < self.window:
-                break
-            seen.popitem(last=False)
-        keys = (bytes(signature), "id:" + msgid)
-        if keys[0] in seen or keys[1] in seen:
+        order = self._order
+        while order and now - order[0][0] >= self.window:
+            self._forget_oldest()
+        sig, mid = self._keys(signature, msgid)
+        seen = self._keys_seen
+        if sig in seen or mid in seen:
             return True
-        seen[keys[0]] = now
-        seen[keys[1]] = now
-        while len(seen) > 2 * self.size:
-            seen.popitem(last=False)
+        seen.add(sig)
+        seen.add(mid)
+        order.append((now, sig, mid))
+        while len(order) > self.size:
+            self._forget_oldest()
         return False
 
 
