@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Optional, Union
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ._qt import QObject, QtCore, QThread, Signal, is_deleted
 from .widget_adapters import adapter_for
 from .delivery import current_target
 from ._qt import on_destroyed
-from .polling import Watch, _check_interval, _core_of, watch
+from .errors import ConnectionLost
+from .polling import Remote, Watch, _check_interval, watch
 
 logger = logging.getLogger(__name__)
 
@@ -48,22 +50,20 @@ class _Sink:
 
     __slots__ = ("ref", "__weakref__")
 
-    def __init__(self, binding: "Binding") -> None:
-        import weakref
-
-        self.ref = weakref.ref(binding)
+    def __init__(self, incoming: Callable[[Any], None]) -> None:
+        self.ref = weakref.WeakMethod(incoming)
 
     def __call__(self, value: Any = None, *rest: Any) -> None:
-        binding = self.ref()
-        if binding is not None and not is_deleted(binding):
-            binding._incoming(value)
+        incoming = self.ref()
+        if incoming is not None and not is_deleted(incoming.__self__):
+            incoming(value)
 
 
 class _State:
     """What must be released when a binding ends (touches no Qt object of the binding)."""
 
-    def __init__(self, core: Any, signal: Optional[str]) -> None:
-        self.core = core
+    def __init__(self, remote: Remote, signal: Optional[str]) -> None:
+        self.remote = remote
         self.signal = signal
         self.sink: Optional[_Sink] = None
         self.watch: Optional[Watch] = None
@@ -74,9 +74,9 @@ class _State:
             return
         self.ended = True
         sink, self.sink = self.sink, None
-        if sink is not None and not self.core.closed:
+        if sink is not None and not self.remote.closed:
             try:
-                self.core.disconnect(self.signal, sink)
+                self.remote.disconnect(self.signal, sink)
             except TypeError:
                 pass  # already gone (the proxy dropped it)
         w, self.watch = self.watch, None
@@ -88,23 +88,28 @@ class _State:
 
 
 # -------------------------------------------------------------------- batched first reads
+#: One read a binding asks for: its state, its attribute name, and what takes the Future.
+_Read = Tuple["_State", str, Callable[[Any], None]]
+
+
 class _ReadBatch:
     """Reads requested during one turn of a thread's loop, sent as one 'getmany' per proxy."""
 
     def __init__(self) -> None:
-        self.pending: Dict[int, List[Any]] = {}
+        self.pending: Dict[int, Tuple[Remote, List[_Read]]] = {}
         self.scheduled = False
 
 
 _batches = threading.local()
 
 
-def _request_read(binding: "Binding") -> None:
+def _request_read(state: "_State", name: str, read_sent: Callable[[Any], None]) -> None:
     batch = getattr(_batches, "batch", None)
     if batch is None:
         batch = _batches.batch = _ReadBatch()
-    core = binding._state.core
-    batch.pending.setdefault(id(core), [core]).append(binding)
+    remote = state.remote
+    key = id(remote.proxy())  # one request per proxy, whichever binding's view of it
+    batch.pending.setdefault(key, (remote, []))[1].append((state, name, read_sent))
     if not batch.scheduled:
         batch.scheduled = True
         # at the next turn of this thread's event loop (a post to our own target would run now)
@@ -114,17 +119,14 @@ def _request_read(binding: "Binding") -> None:
 def _flush_reads(batch: _ReadBatch) -> None:
     pending, batch.pending = batch.pending, {}
     batch.scheduled = False
-    for core, *bindings in pending.values():
-        live = [b for b in bindings if not b._state.ended and not is_deleted(b)]
-        if not live or core.closed:
+    for remote, reads in pending.values():
+        live = [(name, read_sent) for state, name, read_sent in reads
+                if not state.ended and not is_deleted(read_sent.__self__)]
+        if not live or remote.closed:
             continue
-        if "getmany" in core.caps:
-            fut = core.call_async("getmany", {"names": sorted({b.name for b in live})})
-            for b in live:
-                b._read_sent(fut, many=True)
-        else:
-            for b in live:
-                b._read_sent(core.call_async("get", {"name": b.name, "force_as_object": True}), many=False)
+        fut = remote.get_many(sorted({name for name, _ in live}))
+        for _, read_sent in live:
+            read_sent(fut)
 
 
 # -------------------------------------------------------------------- the binding
@@ -145,7 +147,7 @@ class Binding(QObject):
 
     def __init__(self, widget: Any, proxy: Any, name: str, signal: Optional[str],
                  interval: Optional[float], fmt: Any) -> None:
-        core = _core_of(proxy)
+        remote = Remote(proxy)
         adapter = adapter_for(widget, fmt)
         super().__init__(widget)
         self.widget = widget
@@ -153,7 +155,7 @@ class Binding(QObject):
         self.signal = signal
         self.interval = interval
         self._adapter = adapter
-        self._state = _State(core, signal)
+        self._state = _State(remote, signal)
         self._value: Any = None
         self._has_value = False
         self._held: Any = None
@@ -175,7 +177,7 @@ class Binding(QObject):
         self._disabled = False  # the binding disabled the widget
         self._enable_after = True
         self._hook = on_destroyed(self, self._state.release)
-        conn = core.connection
+        conn = remote.connection
         links = [(conn.lost, self._on_lost), (conn.regained, self._on_regained)]
         if adapter.editable:
             links.append((adapter.edited_signal(), self._on_edited))
@@ -185,23 +187,22 @@ class Binding(QObject):
             sig.connect(slot)
         self._links = links
         if adapter.editable:
-            from .proxy import _LockChanged
-
-            _LockChanged(core).connect(self._on_lock_changed)
-            self._links.append((_LockChanged(core), self._on_lock_changed))
+            lock_changed = remote.lock_changed()
+            lock_changed.connect(self._on_lock_changed)
+            self._links.append((lock_changed, self._on_lock_changed))
             self._update_access()
-        if not core.alive:
+        if not remote.alive:
             self._on_lost()
         if signal is not None:
-            self._state.sink = _Sink(self)
-            core.connect(signal, self._state.sink, coalesce=True, wait=False)
+            self._state.sink = _Sink(self._incoming)
+            remote.connect(signal, self._state.sink)
         if interval is not None:
             w = watch(proxy, name, interval, parent=self)
             w.changed.connect(self._incoming)
             w.failed.connect(self._on_read_failed)
             self._state.watch = w
         else:
-            _request_read(self)
+            _request_read(self._state, self.name, self._read_sent)
 
     # -- public --------------------------------------------------------------
     def value(self) -> Any:
@@ -223,7 +224,7 @@ class Binding(QObject):
     def refresh(self) -> None:
         """Read the value again now (without waiting)."""
         if not self._state.ended:
-            _request_read(self)
+            _request_read(self._state, self.name, self._read_sent)
 
     def unbind(self) -> None:
         """Disconnect from the server and the widget; the widget keeps its last value.
@@ -250,13 +251,13 @@ class Binding(QObject):
         self.setParent(None)
 
     # -- values from the server ---------------------------------------------
-    def _read_sent(self, fut: Any, many: bool) -> None:
+    def _read_sent(self, fut: Any) -> None:
         self._read_generation += 1
         generation = self._read_generation
         target = current_target()
-        fut.add_done_callback(lambda f: target.post(lambda: self._read_done(f, many, generation)))
+        fut.add_done_callback(lambda f: target.post(lambda: self._read_done(f, generation)))
 
-    def _read_done(self, fut: Any, many: bool, generation: int) -> None:
+    def _read_done(self, fut: Any, generation: int) -> None:
         if self._state.ended or is_deleted(self) or generation != self._read_generation:
             return  # a newer read or a signal value superseded it
         if fut.cancelled():
@@ -265,17 +266,14 @@ class Binding(QObject):
         if exc is not None:
             self._on_read_failed(exc)
             return
-        value = fut.result()
-        if many:
-            outcome = value.get(self.name) if isinstance(value, dict) else None
-            if outcome is None:
-                return
-            kind, value = outcome
-            if kind == "raise":
-                from .polling import _as_exception
-
-                self._on_read_failed(_as_exception(value, self._state.core.endpoint))
-                return
+        values = fut.result()
+        outcome = values.get(self.name) if isinstance(values, dict) else None
+        if outcome is None:
+            return
+        kind, value = outcome
+        if kind == "raise":
+            self._on_read_failed(value)
+            return
         self._incoming(value)
 
     def _incoming(self, value: Any) -> None:
@@ -311,8 +309,6 @@ class Binding(QObject):
             self._apply(held)
 
     def _on_read_failed(self, exc: Any) -> None:
-        from .errors import ConnectionLost
-
         if isinstance(exc, ConnectionLost):
             return  # shown as a disabled widget; read again when the server returns
         self._show_error(exc, f"cannot read {self.name!r}")
@@ -334,8 +330,7 @@ class Binding(QObject):
         self._send(value)
 
     def _send(self, value: Any) -> None:
-        core = self._state.core
-        fut = core.call_async("setattr", {"name": self.name, "value": value})
+        fut = self._state.remote.set(self.name, value)
         self._write_future = fut
         target = current_target()
         fut.add_done_callback(lambda f: target.post(lambda: self._write_done(f, value)))
@@ -349,7 +344,7 @@ class Binding(QObject):
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:
             logger.warning("writing %r = %r to %s failed: %s: %s", self.name, value,
-                           self._state.core.endpoint, type(exc).__name__, exc)
+                           self._state.remote.endpoint, type(exc).__name__, exc)
             self._show_error(exc, f"cannot write {self.name!r}", on_write=True)
         else:
             self._value, self._has_value = value, True
@@ -415,7 +410,7 @@ class Binding(QObject):
         """Read-only while this client may not write (observer, or locked by another client)."""
         if self._state.ended or is_deleted(self.widget):
             return
-        reason = self._state.core.write_blocked()
+        reason = self._state.remote.write_blocked()
         self._blocked = reason is not None
         if reason != self._access_tip:
             self._access_tip = reason
@@ -463,7 +458,7 @@ class Binding(QObject):
     def __repr__(self) -> str:
         how = f"signal {self.signal!r}" if self.signal else (
             f"every {self.interval:g} s" if self.interval else "read on connect")
-        return f"<Binding {self.name!r} of {self._state.core.endpoint} ({how})>"
+        return f"<Binding {self.name!r} of {self._state.remote.endpoint} ({how})>"
 
 
 def bind(widget: Any, proxy: Any, name: str, *, signal: Optional[str] = None,
@@ -514,9 +509,10 @@ def bind(widget: Any, proxy: Any, name: str, *, signal: Optional[str] = None,
         raise TypeError(f"signal must be the name of a signal of the served object, not {signal!r}")
     if interval is not None:
         interval = _check_interval(interval)
-    core = _core_of(proxy)
-    if signal is not None and core.remote_names and signal not in core.remote_names:
-        raise ValueError(f"{signal!r} is not a signal of the object served at {core.endpoint}")
+    remote = Remote(proxy)
+    names = remote.names()
+    if signal is not None and names and signal not in names:
+        raise ValueError(f"{signal!r} is not a signal of the object served at {remote.endpoint}")
     try:
         same_thread = widget.thread() is QThread.currentThread() or widget.thread() == QThread.currentThread()
     except (AttributeError, RuntimeError):

@@ -16,16 +16,19 @@ requests; replies are decoded on the dispatcher thread; comparisons and
 """
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import math
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import forking
+from . import forking, iothread
 from ._qt import QObject, Signal, is_deleted, on_destroyed
 from .delivery import Target, current_target
+from .errors import ConnectionLost, ProxyClosed, RemoteTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +56,87 @@ def same_value(a: Any, b: Any) -> bool:
         return False
 
 
+class Remote:
+    """A proxy as watches and bindings see it: held weakly, used through its documented
+    ``_proxy_*`` names only (the non-blocking API, the connection state, ``dir()``).
+
+    A watch or a binding does not keep its proxy alive: once the proxy is
+    stopped or garbage-collected, ``closed`` is True.
+    """
+
+    def __init__(self, proxy: Any) -> None:
+        from .proxy import Proxy  # a function-level import of the client side only
+
+        if not isinstance(proxy, Proxy):
+            raise TypeError(f"expected a pizco_qt Proxy, got {type(proxy).__name__}")
+        if proxy._proxy_closed:
+            raise ProxyClosed(f"this proxy to {proxy._proxy_endpoint} is stopped")
+        self._ref = weakref.ref(proxy)
+        self.endpoint: str = proxy._proxy_endpoint
+        self.timeout: float = proxy._proxy_timeout
+        self.connection = proxy._proxy_connection
+
+    def proxy(self) -> Any:
+        """The proxy, or None once it was garbage-collected."""
+        return self._ref()
+
+    @property
+    def closed(self) -> bool:
+        proxy = self._ref()
+        return proxy is None or proxy._proxy_closed
+
+    @property
+    def alive(self) -> bool:
+        return self.connection.alive()
+
+    def names(self) -> List[str]:
+        """The served object's remote names (methods, signals...), as ``dir(proxy)`` lists them."""
+        proxy = self._ref()
+        return [n for n in dir(proxy) if not n.startswith("_proxy_")] if proxy is not None else []
+
+    def get_many(self, names: List[str]) -> concurrent.futures.Future:
+        proxy = self._ref()
+        return proxy._proxy_get_many_future(names) if proxy is not None else _failed(ProxyClosed(f"this proxy to {self.endpoint} is stopped"))
+
+    def set(self, name: str, value: Any) -> concurrent.futures.Future:
+        proxy = self._ref()
+        return proxy._proxy_set_future(name, value) if proxy is not None else _failed(ProxyClosed(f"this proxy to {self.endpoint} is stopped"))
+
+    def lock_changed(self) -> Any:
+        """The proxy's ``_proxy_lock_changed`` signal (holder dict or None at each change of the lock)."""
+        return self._ref()._proxy_lock_changed
+
+    def write_blocked(self) -> Optional[str]:
+        """Why this client may not write now, or None (known locally, no round trip)."""
+        proxy = self._ref()
+        return proxy._proxy_write_blocked() if proxy is not None else None
+
+    def connect(self, signal: str, slot: Any) -> None:
+        """Connect ``slot`` to the remote signal, coalesced, without waiting for the server."""
+        proxy = self._ref()
+        if proxy is not None:
+            getattr(proxy, signal).connect(slot, coalesce=True, wait=False)
+
+    def disconnect(self, signal: str, slot: Any) -> None:
+        proxy = self._ref()
+        if proxy is not None and not proxy._proxy_closed:
+            getattr(proxy, signal).disconnect(slot)
+
+
+def _failed(exc: BaseException) -> concurrent.futures.Future:
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+    fut.set_exception(exc)
+    return fut
+
+
 class _Entry:
     """What the poller knows of one Watch (touched on the I/O thread only, except ``dead``)."""
 
-    __slots__ = ("id", "core", "name", "interval", "due", "sink", "dead")
+    __slots__ = ("id", "remote", "name", "interval", "due", "sink", "dead")
 
-    def __init__(self, core: Any, name: str, interval: float, sink: "_Sink") -> None:
+    def __init__(self, remote: Remote, name: str, interval: float, sink: "_Sink") -> None:
         self.id = next(_ids)
-        self.core = core
+        self.remote = remote
         self.name = name
         self.interval = interval
         self.due = 0.0
@@ -71,11 +147,9 @@ class _Entry:
 class _Sink:
     """Receives poll results on the dispatcher thread and hands the latest to the watch's thread."""
 
-    def __init__(self, target: Target, watch: "Watch") -> None:
-        import weakref
-
+    def __init__(self, target: Target, receive: Callable[[str, Any], None]) -> None:
         self.target = target
-        self.watch_ref = weakref.ref(watch)
+        self.receive_ref = weakref.WeakMethod(receive)
         self.lock = threading.Lock()
         self.latest: Optional[Tuple[str, Any]] = None
         self.queued = False
@@ -92,10 +166,10 @@ class _Sink:
         with self.lock:
             item, self.latest = self.latest, None
             self.queued = False
-        watch = self.watch_ref()
-        if item is None or watch is None or is_deleted(watch):
+        receive = self.receive_ref()
+        if item is None or receive is None or is_deleted(receive.__self__):
             return
-        watch._receive(*item)
+        receive(*item)
 
 
 class _Poller:
@@ -146,43 +220,37 @@ class _Poller:
         self.next_tick = None
         now = time.monotonic()
         for entry in list(self.entries.values()):
-            if entry.dead or entry.core.closed:
+            if entry.dead or entry.remote.closed:
                 del self.entries[entry.id]
         if not self.entries:
             self.forget()
             return
         if self.inflight is not None:
-            core = self.inflight[0]
-            if now - (self.inflight_since or now) < max(core.timeout, 1.0):
+            remote = self.inflight[0]
+            if now - (self.inflight_since or now) < max(remote.timeout, 1.0):
                 return  # the reply will schedule the next tick
-            core.forget(self.inflight[1])
-            logger.debug("poll of %s took longer than %g s; sending again", core.endpoint, core.timeout)
+            self.inflight[1].cancel()  # its reply, if it comes, is discarded
+            logger.debug("poll of %s took longer than %g s; sending again", remote.endpoint, remote.timeout)
             self.inflight = None
         due = [e for e in self.entries.values() if e.due <= now + _SLACK]
         if due:
-            cores = [e.core for e in due if e.core.alive and not e.core.closed]
+            remotes = [e.remote for e in due if e.remote.alive and not e.remote.closed]
             for entry in due:
                 entry.due = self.next_due(entry, now)
-            if cores:
-                self.send(cores[0], due, now)
+            if remotes:
+                self.send(remotes[0], due, now)
             else:  # the server is offline: skip this turn, nothing is sent
                 self.skipped += 1
         if self.inflight is None:
             self.schedule(min(e.due for e in self.entries.values()))
 
-    def send(self, core: Any, due: List[_Entry], now: float) -> None:
+    def send(self, remote: Remote, due: List[_Entry], now: float) -> None:
         names = sorted({e.name for e in due})
         self.sent += 1
-        if "getmany" in core.caps:
-            fut = core.call_async("getmany", {"names": names})
-            self.inflight = (core, fut)
-            self.inflight_since = now
-            fut.add_done_callback(lambda f: self.replied(f, due))
-            return
-        # a server without 'getmany' (an original Pizco): one non-blocking 'get' per name
-        for name in names:
-            fut = core.call_async("get", {"name": name, "force_as_object": True})
-            fut.add_done_callback(lambda f, n=name: self.replied_one(f, n, due))
+        fut = remote.get_many(names)
+        self.inflight = (remote, fut)
+        self.inflight_since = now
+        fut.add_done_callback(lambda f: self.replied(f, due))
 
     def replied(self, fut: Any, due: List[_Entry]) -> None:
         """Dispatcher thread: hand each watch its value, then let the I/O thread tick again."""
@@ -203,39 +271,15 @@ class _Poller:
             if outcome is None:
                 continue
             kind, value = outcome
-            if kind == "raise":
-                value = _as_exception(value, self.key[0])
+            if kind == "raise" and isinstance(value, (ConnectionLost, RemoteTimeout)):
+                continue  # not an outcome of the attribute: the next poll tells
             entry.sink.offer(kind, value)
-
-    def replied_one(self, fut: Any, name: str, due: List[_Entry]) -> None:
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        for entry in due:
-            if entry.name == name and not entry.dead:
-                if exc is None:
-                    entry.sink.offer("return", fut.result())
-                elif not _is_connection_error(exc):
-                    entry.sink.offer("raise", exc)
 
     def settle(self) -> None:
         self.inflight = None
         self.inflight_since = None
         if self.entries:
             self.schedule(min(e.due for e in self.entries.values()))
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    from .errors import ConnectionLost, RemoteTimeout
-
-    return isinstance(exc, (ConnectionLost, RemoteTimeout))
-
-
-def _as_exception(value: Any, endpoint: str) -> BaseException:
-    """The exception of a 'raise' outcome of 'getmany'."""
-    from .proxy import exception_from_reply
-
-    return exception_from_reply(value, endpoint)[0]
 
 
 _pollers: Dict[Tuple[str, int], _Poller] = {}
@@ -251,9 +295,9 @@ def _reset_after_fork() -> None:
 forking.on_fork_child(_reset_after_fork)
 
 
-def _poller_for(core: Any) -> _Poller:
-    io = core.io
-    key = (core.sender, id(io))
+def _poller_for(remote: Remote) -> _Poller:
+    io = iothread.io_thread()
+    key = (remote.endpoint, id(io))
     with _pollers_lock:
         poller = _pollers.get(key)
         if poller is None:
@@ -279,19 +323,19 @@ class Watch(QObject):
 
     def __init__(self, proxy: Any, name: str, interval: float = 0.5, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
-        core = _core_of(proxy)
+        remote = Remote(proxy)
         if not isinstance(name, str) or not name:
             raise TypeError(f"the attribute name must be a non-empty str, not {name!r}")
         interval = _check_interval(interval)
         self.name = name
         self.interval = interval
-        self._proxy_endpoint = core.endpoint
+        self._proxy_endpoint = remote.endpoint
         self._has_value = False
         self._value: Any = None
         self._error: Optional[BaseException] = None
-        self._sink = _Sink(current_target(), self)
-        self._entry = _Entry(core, name, interval, self._sink)
-        self._poller = _poller_for(core)
+        self._sink = _Sink(current_target(), self._receive)
+        self._entry = _Entry(remote, name, interval, self._sink)
+        self._poller = _poller_for(remote)
         poller, entry = self._poller, self._entry
         self._hook = on_destroyed(self, lambda: _stop_entry(poller, entry))
         poller.io.submit(lambda: poller.add(entry))
@@ -302,7 +346,7 @@ class Watch(QObject):
 
     def active(self) -> bool:
         """Whether it is still polling (not stopped, proxy not closed)."""
-        return not self._entry.dead and not self._entry.core.closed
+        return not self._entry.dead and not self._entry.remote.closed
 
     def stop(self) -> None:
         """Stop polling (idempotent); no ``changed`` is emitted afterwards."""
@@ -344,19 +388,6 @@ def _stop_entry(poller: _Poller, entry: _Entry) -> None:
         poller.io.submit(lambda: poller.remove(entry))
     except Exception:  # the I/O thread is gone: nothing is scheduled anyway
         pass
-
-
-def _core_of(proxy: Any) -> Any:
-    from .proxy import Proxy
-
-    if not isinstance(proxy, Proxy):
-        raise TypeError(f"expected a pizco_qt Proxy, got {type(proxy).__name__}")
-    core = proxy._proxy_core
-    if core.closed:
-        from .errors import PizcoError
-
-        raise PizcoError(f"this proxy to {core.endpoint} is stopped")
-    return core
 
 
 def _check_interval(interval: Any) -> float:

@@ -28,8 +28,8 @@ from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
 from .access import CONTROLLER, LOCK_TOPIC, RENEW, client_sender, default_label, holder_id
 from .endpoints import normalize
-from .errors import (REASON_ATTR, AccessDenied, ConnectionLost, Locked, PizcoError, ProtocolError, RemoteError,
-                     RemoteTimeout, denied_from, raise_remote)
+from .errors import (REASON_ATTR, AccessDenied, ConnectionLost, Locked, PizcoError, ProtocolError, ProxyClosed,
+                     RemoteError, RemoteTimeout, denied_from, raise_remote)
 from .protocol import OOB, Envelope, Protocol, _id_prefix, new_msgid
 from .requesting import Requester
 from .security import CurveConfig
@@ -373,7 +373,7 @@ class _ProxyCore:
         if self.owner_pid != forking.pid:
             self.check_process()
         if self.closed:
-            raise PizcoError(f"this proxy to {self.endpoint} is stopped")
+            raise ProxyClosed(f"this proxy to {self.endpoint} is stopped")
         if not self.alive:
             raise ConnectionLost(f"the server at {self.endpoint} is not answering (lost); "
                                  "the call was not sent")
@@ -398,7 +398,10 @@ class _ProxyCore:
     def call_async(self, action: str, options: Dict[str, Any]) -> RemoteFuture:
         self.check_process()
         fut = RemoteFuture()
-        if self.closed or not self.alive:
+        if self.closed:
+            settle(fut, exc=ProxyClosed(f"this proxy to {self.endpoint} is stopped"))
+            return fut
+        if not self.alive:
             settle(fut, exc=ConnectionLost(f"the server at {self.endpoint} is not answering"))
             return fut
 
@@ -415,6 +418,52 @@ class _ProxyCore:
         inner.add_done_callback(lambda src: copy_outcome(src, fut))
         return fut
 
+    def get_many_async(self, names: List[str]) -> RemoteFuture:
+        """A Future of ``{name: ('return', value) | ('raise', exception)}`` (see ``_proxy_get_many_future``)."""
+        if "getmany" in self.caps:
+            raw = self.call_async("getmany", {"names": names})
+            out = RemoteFuture()
+            out.on_cancel(raw.cancel)
+            endpoint = self.endpoint
+
+            def done(src: concurrent.futures.Future) -> None:
+                if src.cancelled() or src.exception() is not None:
+                    copy_outcome(src, out)
+                    return
+                values = src.result()
+                settle(out, {name: (kind, exception_from_reply(value, endpoint)[0] if kind == "raise" else value)
+                             for name, (kind, value) in dict(values).items()})
+
+            raw.add_done_callback(done)
+            return out
+        return self._get_each_async(names)
+
+    def _get_each_async(self, names: List[str]) -> RemoteFuture:
+        """'getmany' for a server without it: one non-blocking 'get' per name."""
+        out = RemoteFuture()
+        if not names:
+            settle(out, {})
+            return out
+        futures = {name: self.call_async("get", {"name": name, "force_as_object": True}) for name in names}
+        out.on_cancel(lambda: [f.cancel() for f in futures.values()])
+        lock = threading.Lock()
+        left = [len(futures)]
+
+        def one_done(_: concurrent.futures.Future) -> None:
+            with lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            if any(f.cancelled() for f in futures.values()):
+                out.cancel()
+                return
+            settle(out, {name: ("return", f.result()) if f.exception() is None else ("raise", f.exception())
+                         for name, f in futures.items()})
+
+        for f in futures.values():
+            f.add_done_callback(one_done)
+        return out
+
     def forget(self, fut: concurrent.futures.Future) -> None:
         """Stop waiting for the reply of a non-blocking call (it will be discarded)."""
         self.requester.forget(fut)
@@ -424,7 +473,7 @@ class _ProxyCore:
         """Connect ``slot`` to remote signal ``topic``; ``keeper`` (the Proxy) is held while connected."""
         self.check_process()
         if self.closed:
-            raise PizcoError(f"this proxy to {self.endpoint} is stopped")
+            raise ProxyClosed(f"this proxy to {self.endpoint} is stopped")
         with self.lock:
             sub = self.signals.get(topic)
             if sub is None:
@@ -691,14 +740,15 @@ class RemoteAttribute:
     def __contains__(self, key: Any) -> bool:
         return self._core.call("exec", {"name": self._name, "method": "__contains__", "args": (key,)})
 
-    def connect(self, slot: Any, coalesce: bool = False) -> None:
+    def connect(self, slot: Any, coalesce: bool = False, wait: bool = True) -> None:
         """Call ``slot`` for each emission of the remote signal.
 
         Returns once the server has the subscription, so every later emission is
-        delivered. ``coalesce=True`` delivers only the latest emission per turn of
-        the receiving thread's loop.
+        delivered (``wait=False``: returns at once, without that promise).
+        ``coalesce=True`` delivers only the latest emission per turn of the
+        receiving thread's loop.
         """
-        self._core.connect(self._name, slot, coalesce, keeper=self._proxy)
+        self._core.connect(self._name, slot, coalesce, wait, keeper=self._proxy)
 
     def disconnect(self, slot: Any = None) -> None:
         """Disconnect ``slot`` (TypeError if not connected), or every slot of this proxy."""
@@ -847,6 +897,11 @@ class Proxy:
         """Whether this proxy holds exclusive control (as far as it knows)."""
         return self._proxy_core.lock_held
 
+    def _proxy_write_blocked(self) -> Optional[str]:
+        """Why this client may not write now (an observer, or another client holds exclusive control),
+        or None; what the proxy knows, without a round trip."""
+        return self._proxy_core.write_blocked()
+
     @property
     def _proxy_lock_changed(self) -> "_LockChanged":
         """A signal: its slots receive the new holder dict, or None, at each change of the lock."""
@@ -897,6 +952,38 @@ class Proxy:
     def _proxy_get_many(self, names: List[str]) -> Dict[str, Any]:
         """Read several attributes in one round trip: {name: ('return', v) | ('raise', (exc, tb))}."""
         return self._proxy_core.call("getmany", {"names": list(names)})
+
+    @property
+    def _proxy_closed(self) -> bool:
+        """Whether this proxy was stopped (``_proxy_stop_me``); its calls then raise ``ProxyClosed``."""
+        return self._proxy_core.closed
+
+    @property
+    def _proxy_capabilities(self) -> frozenset:
+        """What the server announced it supports (``'getmany'``, ``'describe'``...; empty for original Pizco)."""
+        return self._proxy_core.caps
+
+    # -- the non-blocking API: each returns a concurrent.futures.Future ----------
+    def _proxy_get_future(self, name: str) -> concurrent.futures.Future:
+        """Read attribute ``name`` without waiting: a Future of its value (by value, never a remote object)."""
+        return self._proxy_core.call_async("get", {"name": name, "force_as_object": True})
+
+    def _proxy_set_future(self, name: str, value: Any) -> concurrent.futures.Future:
+        """Set attribute ``name`` to ``value`` without waiting: a Future of None once it is set."""
+        return self._proxy_core.call_async("setattr", {"name": name, "value": value})
+
+    def _proxy_get_many_future(self, names: List[str]) -> concurrent.futures.Future:
+        """Read several attributes without waiting, in one round trip when the server can.
+
+        The Future's result is a dict ``{name: ('return', value) | ('raise', exception)}``: one
+        name failing does not fail the others. With a server that has no 'getmany' (an
+        original Pizco), one 'get' per name is sent and the Future ends when all have.
+        """
+        return self._proxy_core.get_many_async(list(names))
+
+    def _proxy_describe_future(self) -> concurrent.futures.Future:
+        """``_proxy_describe()`` without waiting: a Future of each public name's description."""
+        return self._proxy_core.call_async("describe", {})
 
     @_ClassOnly
     def from_name(cls, name: str, registry: Optional[str] = None, **kwargs: Any) -> "Proxy":  # noqa: N805

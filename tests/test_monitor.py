@@ -346,7 +346,8 @@ def test_a_hung_server_times_out_reads_and_the_window_stays_usable(qtbot, monito
     dialog.call_button.click()  # the served object is now busy in blocked()
     qtbot.waitUntil(lambda: "Waiting for the server" in dialog.state.text(), timeout=WAIT)
     window.refresh_action.trigger()
-    qtbot.waitUntil(lambda: "no answer within 1 s" in attr_text(window, "position"), timeout=WAIT)
+    qtbot.waitUntil(lambda: "no reply within 1 s" in attr_text(window, "position"), timeout=WAIT)
+    assert "RemoteTimeout: 'getmany' to tcp://127.0.0.1:" in attr_text(window, "position")  # names the call and server
     assert "failed" in window.statusBar().currentMessage()
     assert window.server_model.entry("stage-hang").state == "online"  # busy is not dead
     with qtbot.waitSignal(dialog.succeeded, timeout=WAIT):

@@ -26,7 +26,7 @@ from qtpy import QtCore
 
 from pizco_qt import FutureWatcher, Proxy, RemoteTimeout
 from pizco_qt.errors import ConnectionLost
-from pizco_qt.proxy import RemoteAttribute
+from pizco_qt.futures import copy_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -95,25 +95,19 @@ class SignalSink:
         return count, items
 
 
-def _copy_outcome(src: concurrent.futures.Future, dst: concurrent.futures.Future) -> None:
-    if src.cancelled():
-        dst.cancel()
-    elif src.exception() is not None:
-        dst.set_exception(src.exception())
-    else:
-        dst.set_result(src.result())
-
-
 class _Calls(QtCore.QObject):
     """Non-blocking requests with a deadline, answered on the GUI thread."""
 
-    def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
+    def __init__(self, endpoint: str, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)
+        self.endpoint = endpoint
         self._watchers: set = set()
 
     def watch(self, fut: concurrent.futures.Future, on_ok: Callable[[Any], None],
-              on_err: Callable[[BaseException], None], deadline: Optional[float]) -> FutureWatcher:
-        """Call ``on_ok(result)`` or ``on_err(exc)`` on the GUI thread; a timeout cancels the request."""
+              on_err: Callable[[BaseException], None], deadline: Optional[float],
+              action: str = "request") -> FutureWatcher:
+        """Call ``on_ok(result)`` or ``on_err(exc)`` on the GUI thread; a timeout cancels the request
+        and reports ``RemoteTimeout(action, endpoint, deadline)``."""
         # The watcher follows a relay that is completed only after the slots are
         # connected: a future already finished here would otherwise be reported
         # inline, before anyone listens.
@@ -123,7 +117,7 @@ class _Calls(QtCore.QObject):
 
         def failed(exc: BaseException) -> None:
             if expired and isinstance(exc, concurrent.futures.CancelledError):
-                exc = RemoteTimeout(f"no answer within {deadline:g} s")
+                exc = RemoteTimeout(action, self.endpoint, deadline or 0.0)
             on_err(exc)
 
         def done() -> None:
@@ -134,7 +128,7 @@ class _Calls(QtCore.QObject):
         watcher.failed.connect(failed)
         watcher.done.connect(done)
         self._watchers.add(watcher)
-        fut.add_done_callback(lambda src: _copy_outcome(src, relay))
+        fut.add_done_callback(lambda src: copy_outcome(src, relay))
         if deadline:
             def expire() -> None:
                 if not fut.done():
@@ -172,7 +166,7 @@ class _Connection(QtCore.QObject):
         self._lock = threading.Lock()
         self._closed = False
         self._connecting = False
-        self._calls = _Calls(self)
+        self._calls = _Calls(endpoint, self)
         self._retry = QtCore.QTimer(self)
         self._retry.setSingleShot(True)
 
@@ -408,13 +402,12 @@ class ServerSession(_Connection):
         proxy = self._proxy
         if proxy is None:
             return
-        core = proxy._proxy_core
-        if "describe" not in core.caps:
+        if "describe" not in proxy._proxy_capabilities:
             # a server that cannot describe itself: what 'inspect' said is all we know
             desc = {name: {"kind": "method", "type": "?", "writable": False, "signature": "(...)",
                            "doc": "kind unknown: the server does not describe itself",
                            "maybe_signal": True}
-                    for name in sorted(core.remote_names)}
+                    for name in sorted(n for n in dir(proxy) if not n.startswith("_proxy_"))}
             self._on_described(desc)
             return
         started = time.perf_counter()
@@ -425,9 +418,9 @@ class ServerSession(_Connection):
                               f"{(time.perf_counter() - started) * 1000:.0f} ms")
             self._on_described(desc)
 
-        self._calls.watch(core.call_async("describe", {}), ok,
+        self._calls.watch(proxy._proxy_describe_future(), ok,
                           lambda exc: self.message.emit(f"{self.label}: describe failed: {describe_error(exc)}"),
-                          self.timeout)
+                          self.timeout, "describe")
 
     def _on_described(self, desc: Dict[str, Dict[str, Any]]) -> None:
         if self._closed:
@@ -447,7 +440,6 @@ class ServerSession(_Connection):
         names = self.attribute_names() if names is None else list(names)
         if not names or self._reading:
             return False
-        core = proxy._proxy_core
         self._reading = True
         started = time.perf_counter()
 
@@ -455,11 +447,7 @@ class ServerSession(_Connection):
             self._reading = False
             out = {}
             for name, (kind, payload) in dict(values).items():
-                if kind == "return":
-                    out[name] = ("return", payload)
-                else:
-                    exc = payload[0] if isinstance(payload, (tuple, list)) and payload else payload
-                    out[name] = ("raise", describe_error(exc) if isinstance(exc, BaseException) else str(exc))
+                out[name] = (kind, payload if kind == "return" else describe_error(payload))
             self.values_read.emit(out, time.perf_counter() - started)
 
         def failed(exc: BaseException) -> None:
@@ -467,26 +455,23 @@ class ServerSession(_Connection):
             if len(names) > 1 and not isinstance(exc, (RemoteTimeout, ConnectionLost,
                                                        concurrent.futures.CancelledError)):
                 for name in names:  # one bad value must not hide the others
-                    self._read_one(core, name)
+                    self._read_one(proxy, name)
                 return
             self.message.emit(f"{self.label}: reading {len(names)} attribute(s) failed: {describe_error(exc)}")
             self.values_read.emit({n: ("raise", describe_error(exc)) for n in names},
                                   time.perf_counter() - started)
 
-        self._calls.watch(core.call_async("getmany", {"names": names}), ok, failed, self.timeout)
+        self._calls.watch(proxy._proxy_get_many_future(names), ok, failed, self.timeout, "getmany")
         return True
 
-    def _read_one(self, core: Any, name: str) -> None:
+    def _read_one(self, proxy: Any, name: str) -> None:
         def ok(values: Any) -> None:
             kind, payload = dict(values)[name]
-            if kind != "return":
-                exc = payload[0] if isinstance(payload, (tuple, list)) and payload else payload
-                payload = describe_error(exc) if isinstance(exc, BaseException) else str(exc)
-            self.values_read.emit({name: (kind, payload)}, 0.0)
+            self.values_read.emit({name: (kind, payload if kind == "return" else describe_error(payload))}, 0.0)
 
-        self._calls.watch(core.call_async("getmany", {"names": [name]}), ok,
+        self._calls.watch(proxy._proxy_get_many_future([name]), ok,
                           lambda exc: self.values_read.emit({name: ("raise", describe_error(exc))}, 0.0),
-                          self.timeout)
+                          self.timeout, "getmany")
 
     # ------------------------------------------------------------------ writing and calling
     def write(self, name: str, value: Any, done: Callable[[Optional[BaseException]], None]) -> None:
@@ -495,8 +480,8 @@ class ServerSession(_Connection):
         if proxy is None or self._closed:
             done(ConnectionLost(f"{self.label} is not connected"))
             return
-        fut = proxy._proxy_core.call_async("setattr", {"name": name, "value": value})
-        self._calls.watch(fut, lambda _: done(None), done, self.timeout)
+        fut = proxy._proxy_set_future(name, value)
+        self._calls.watch(fut, lambda _: done(None), done, self.timeout, "setattr")
 
     def call(self, name: str, args: tuple, kwargs: Dict[str, Any]) -> concurrent.futures.Future:
         """Call method ``name`` without waiting (no deadline: the caller shows the elapsed time)."""
@@ -505,7 +490,7 @@ class ServerSession(_Connection):
             fut: concurrent.futures.Future = concurrent.futures.Future()
             fut.set_exception(ConnectionLost(f"{self.label} is not connected"))
             return fut
-        return RemoteAttribute(name, proxy._proxy_core).future(*args, **kwargs)
+        return getattr(proxy, name).future(*args, **kwargs)
 
     def watch_future(self, fut: concurrent.futures.Future, on_ok: Callable[[Any], None],
                      on_err: Callable[[BaseException], None]) -> FutureWatcher:
@@ -522,8 +507,7 @@ class ServerSession(_Connection):
         sink = self.sinks.get(name)
         if sink is None:
             sink = self.sinks[name] = SignalSink(self.label, name)
-        attr = RemoteAttribute(name, proxy._proxy_core)
-        fut = self._executor.submit(attr.connect, sink)
+        fut = self._executor.submit(lambda: getattr(proxy, name).connect(sink))
         self.subscription_changed.emit(name, True, "")
 
         def failed(exc: BaseException) -> None:
@@ -542,7 +526,7 @@ class ServerSession(_Connection):
         proxy = self._proxy
         if sink is not None and proxy is not None:
             try:
-                RemoteAttribute(name, proxy._proxy_core).disconnect(sink)
+                getattr(proxy, name).disconnect(sink)
             except TypeError:
                 pass  # the subscription had not been made yet; the worker's connect is undone below
             except Exception as exc:  # a closed proxy
@@ -619,7 +603,7 @@ class RegistryClient(_Connection):
             self._listing = False
             logger.debug("registry servers(): %s", exc)
 
-        self._calls.watch(RemoteAttribute("servers", proxy._proxy_core).future(), ok, failed, self.timeout)
+        self._calls.watch(proxy.servers.future(), ok, failed, self.timeout, "exec")
 
     def close(self) -> None:
         """Stop following the registry."""
