@@ -244,7 +244,7 @@ class Demo:
     """
 
     def __init__(self, registry: Optional[str] = None, name: str = DEMO_NAME, interval: float = 0.2) -> None:
-        from pizco_qt import PizcoError, Server, config
+        from pizco_qt import NameTaken, Server, config
 
         if registry:
             os.environ["PZC_REGISTRY"] = registry  # named servers of this process register there
@@ -257,9 +257,7 @@ class Demo:
             self.instrument = TemperatureController(interval=interval)
             try:
                 self.server = Server(self.instrument, name=name if self.has_registry else None)
-            except PizcoError as exc:
-                if "name" not in str(exc).lower() and name not in str(exc):
-                    raise
+            except NameTaken:
                 name = f"{name}-{os.getpid()}"
                 self.server = Server(self.instrument, name=name)
         except BaseException:

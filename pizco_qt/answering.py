@@ -24,7 +24,7 @@ import zmq
 
 from . import config, iothread
 from .delivery import report_exception
-from .errors import BindError, PizcoError, ProtocolError, refusal
+from .errors import AuthenticationError, BindError, PizcoError, ProtocolError, refusal, signature_rejection
 from .protocol import COMPACT, Envelope, Protocol, _id_prefix, unpack_compact
 from .security import ReplayCache
 from .zmq_io import readable, recv_routed, recv_routed_user, send_frames, send_routed
@@ -403,7 +403,7 @@ class Answerer:
                     ser = cand
             except UnicodeDecodeError:
                 pass
-        error = ValueError(reason)
+        error = signature_rejection(reason) if isinstance(exc, AuthenticationError) else ValueError(reason)
         try:
             try:
                 frames = self.protocol.encode(self.sender, "", ("PSMessage", "raise", (error, [])), msgid, ser)

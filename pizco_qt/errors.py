@@ -144,6 +144,27 @@ def refusal(reason: str, message: str) -> PermissionError:
     return exc
 
 
+#: The reason word of a server's answer to a badly signed request.
+SIGNATURE_REASON = "signature"
+
+
+def signature_rejection(message: str) -> ValueError:
+    """The builtin ``ValueError`` a server answers a badly signed request with.
+
+    Original peers read a plain ``ValueError``; it carries the reason word
+    ``'signature'`` (pickle and json keep it), which a pizco_qt proxy turns into
+    ``AuthenticationError`` whatever the message says.
+    """
+    exc = ValueError(message)
+    setattr(exc, REASON_ATTR, SIGNATURE_REASON)
+    return exc
+
+
+def is_signature_rejection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a server's answer to a badly signed request (decided on the reason word)."""
+    return isinstance(exc, ValueError) and getattr(exc, REASON_ATTR, None) == SIGNATURE_REASON
+
+
 def denied_from(exc: BaseException) -> "AccessDenied | None":
     """The ``AccessDenied`` (``Locked`` for reason 'locked') a refusal stands for; None if ``exc`` is none.
 

@@ -44,7 +44,7 @@ import uuid
 from typing import Any, List, NamedTuple, Optional, Sequence
 
 from . import config, forking
-from .errors import REASON_ATTR, ProtocolError
+from .errors import REASON_ATTR, AuthenticationError, ProtocolError
 
 __all__ = ["Protocol", "Envelope", "Message", "PREFIX", "header", "new_msgid", "CAPABILITIES",
            "ACK_PREFIX", "HEARTBEAT_TOPIC", "FUTURE_TOPIC", "LOCK_TOPIC", "COMPACT", "pack_compact", "unpack_compact"]
@@ -417,7 +417,7 @@ class Protocol:
         if self.hmac_key:
             expected = self.sign_message(frames[:4], frames[5:])
             if not hmac.compare_digest(bytes(frames[4]), expected):
-                raise ProtocolError("bad signature: check PZC_KEY")
+                raise AuthenticationError("bad signature: check PZC_KEY")
         head = frames[0]
         if type(head) is not bytes:
             head = bytes(head)

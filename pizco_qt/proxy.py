@@ -28,8 +28,8 @@ from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
 from .access import CONTROLLER, LOCK_TOPIC, RENEW, client_sender, default_label, holder_id
 from .endpoints import normalize
-from .errors import (REASON_ATTR, AccessDenied, ConnectionLost, Locked, PizcoError, ProtocolError, ProxyClosed,
-                     RemoteError, RemoteTimeout, denied_from, raise_remote)
+from .errors import (REASON_ATTR, AccessDenied, AuthenticationError, ConnectionLost, Locked, PizcoError, ProtocolError,
+                     ProxyClosed, RemoteError, RemoteTimeout, denied_from, is_signature_rejection, raise_remote)
 from .protocol import OOB, Envelope, Protocol, _id_prefix, new_msgid
 from .requesting import Requester
 from .security import CurveConfig
@@ -142,6 +142,8 @@ class _ProxyCore:
         self.lock_sub = _SignalSub(weakref.proxy(self), LOCK_TOPIC)
         try:
             info = self.requester.request(endpoint, "info", self.timeout)
+            if isinstance(info, (tuple, list)) and len(info) == 3 and tuple(info[:2]) == ("PSMessage", "raise"):
+                raise exception_from_reply(info[2], endpoint)[0]  # e.g. our request's signature was refused
             if not isinstance(info, dict) or "pub_endpoint" not in info:
                 raise ProtocolError(f"{endpoint} answered 'info' with {info!r}")
         except BaseException:
@@ -634,8 +636,8 @@ def exception_from_reply(value: Any, endpoint: str) -> Tuple[BaseException, Any]
         exc, tb = value, []
     if isinstance(exc, dict) and "__exception__" in exc:
         exc = _rebuild_json_exception(exc)
-    if isinstance(exc, ValueError) and str(exc).startswith("bad signature"):
-        return ProtocolError(f"{endpoint} rejected the request's signature: the HMAC keys differ "
+    if is_signature_rejection(exc):
+        return AuthenticationError(f"{endpoint} rejected the request's signature: the HMAC keys differ "
                              "(check PZC_KEY or Protocol(hmac_key=...))"), []
     denied = denied_from(exc) if isinstance(exc, PermissionError) else None
     if denied is not None:

@@ -32,7 +32,7 @@ from zmq.utils.monitor import recv_monitor_message
 from . import config, iothread
 from .agent import new_msgid
 from .endpoints import normalize_optional
-from .errors import NameTaken, PizcoError, ProtocolError, RemoteError, RemoteTimeout
+from .errors import AuthenticationError, NameTaken, PizcoError, ProtocolError, RemoteError, RemoteTimeout
 from .protocol import Protocol
 from .security import CurveConfig
 
@@ -205,7 +205,7 @@ def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, t
             if monitor in events:
                 event = recv_monitor_message(monitor)["event"]
                 if event & _HANDSHAKE_FAILURES:
-                    raise ProtocolError(f"CURVE authentication refused by {endpoint} (check the CURVE keys: "
+                    raise AuthenticationError(f"CURVE authentication refused by {endpoint} (check the CURVE keys: "
                                         "the registry's public key and its allowed clients)")
                 if event & _REFUSALS:
                     raise _NoAnswer(f"{endpoint} refused the connection")
@@ -335,7 +335,7 @@ class _Registration:
             curve_key = (zmq.utils.z85.encode(key) if len(key) == 32 else key).decode("ascii")
         return (self.entry(server), self.token, _HERE, curve_key)
 
-    def clash_error(self, holder: Dict[str, Any]) -> PizcoError:
+    def clash_error(self, holder: Dict[str, Any]) -> NameTaken:
         return NameTaken(f"the name {self.name!r} is already used by a live server: {_describe(holder)} "
                           f"(registry {self.endpoint}); choose another name or stop that server")
 

@@ -4,7 +4,7 @@
 CURVE or an explicit opt-in (whatever the serializer). ``CurveConfig`` holds the key files;
 ``register_curve_server`` runs one ZAP authenticator thread per process for every
 CURVE server in it; ``CurveChannel`` is a synchronous request socket that turns a
-refused handshake into a ProtocolError.
+refused handshake into an AuthenticationError (a ProtocolError).
 
 Thread affinity: checks are pure; CURVE sockets are configured on their owner
 thread; the ZAP callback runs on the authenticator thread.
@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 from . import forking
 from .zmq_io import close_owned
-from .errors import InsecureBind, PizcoError, ProtocolError, RemoteTimeout
+from .errors import AuthenticationError, InsecureBind, PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Protocol
 
 logger = logging.getLogger(__name__)
@@ -362,10 +362,12 @@ def unregister_curve_server(domain: str) -> None:
         if _auth_domains or _auth is None:
             return
         auth, _auth = _auth, None
-    try:
-        auth.stop()
-    except Exception:  # pragma: no cover - a failed stop must not break a server stop
-        logger.debug("stopping the ZAP authenticator", exc_info=True)
+        # stopped under the lock: a server registering meanwhile starts a new authenticator
+        # only once this one has released the ZAP endpoint
+        try:
+            auth.stop()
+        except Exception:  # pragma: no cover - a failed stop must not break a server stop
+            logger.debug("stopping the ZAP authenticator", exc_info=True)
 
 
 _REFUSED = ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_NO_DETAIL")
@@ -376,7 +378,7 @@ class CurveChannel:
 
     Same contract as the plain channel, plus: it watches its socket's handshake
     events, so a server that refuses this client's key turns the pending call
-    into ``ProtocolError('CURVE authentication refused by <endpoint>')`` instead
+    into ``AuthenticationError('CURVE authentication refused by <endpoint>')`` instead
     of a timeout.
 
     Thread affinity: the thread that created it.
@@ -418,13 +420,13 @@ class CurveChannel:
             except zmq.Again:
                 return
             if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                raise ProtocolError(f"CURVE authentication refused by {self.endpoint}")
+                raise AuthenticationError(f"CURVE authentication refused by {self.endpoint}")
             if event["event"] in refused:  # the server could not read our handshake at all
-                raise ProtocolError(f"CURVE authentication refused by {self.endpoint} (the handshake "
+                raise AuthenticationError(f"CURVE authentication refused by {self.endpoint} (the handshake "
                                     "failed: is the server public key right, and does it use CURVE?)")
 
     def roundtrip(self, frames: List[Any], msgid: bytes, timeout: float, action: str) -> List[bytes]:
-        """Send one request and wait for its reply (RemoteTimeout, or ProtocolError if refused)."""
+        """Send one request and wait for its reply (RemoteTimeout, or AuthenticationError if refused)."""
         import zmq
 
         sock, mon = self.sock, self.mon

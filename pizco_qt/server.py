@@ -54,7 +54,7 @@ class Server(Agent):
     name : str, optional
         Register under this name with the registry (``PZC_REGISTRY``): the name is
         reserved before binding (0.5 s deadline), so a clash with a live server
-        raises PizcoError and binds nothing; with no registry running the server
+        raises NameTaken and binds nothing; with no registry running the server
         serves at once and registers in the background.
     allow_insecure : bool
         Allow a non-loopback bind with no key and no CURVE (logged as a WARNING).
@@ -79,8 +79,10 @@ class Server(Agent):
     ------
     InsecureBind
         For a non-loopback endpoint with no key and no CURVE (unless ``allow_insecure``).
-    PizcoError
-        If binding fails or the name is taken.
+    BindError
+        If an endpoint cannot be bound.
+    NameTaken
+        If a live server is registered under ``name``.
     ValueError
         If an observer key is given without a main key, or equals it.
 

@@ -1,6 +1,8 @@
 """The error hierarchy: every class under PizcoError, the builtin it resembles, and refusals on the wire."""
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 import pizco_qt
@@ -71,3 +73,57 @@ def test_refusal_on_the_wire(served, serializer):
     with pytest.raises(PermissionError) as info:
         proxy.own_permission_error()
     assert not isinstance(info.value, errors.AccessDenied)
+
+
+def test_every_error_reads_correctly_with_default_and_typical_arguments():
+    assert str(errors.PizcoError("something failed")) == "something failed"
+    assert str(errors.RemoteError()) == "Exception"
+    assert str(errors.RemoteError("KeyError", "'x'")) == "KeyError: 'x'"
+    timeout = errors.RemoteTimeout("getmany", "tcp://127.0.0.1:5000", 1.0)
+    assert str(timeout).startswith("'getmany' to tcp://127.0.0.1:5000 got no reply within 1 s")
+    assert str(errors.RemoteTimeout()).startswith("'request' to ? got no reply within 0 s")
+    for cls, _, args in HIERARCHY:
+        exc = cls(*args)
+        again = pickle.loads(pickle.dumps(exc))  # errors cross process boundaries (served code, futures)
+        assert type(again) is cls and str(again) == str(exc)
+
+
+def test_a_signature_rejection_is_recognised_by_its_reason_word_not_its_wording():
+    from pizco_qt.proxy import exception_from_reply
+
+    reworded = errors.signature_rejection("the signature did not match (any wording)")
+    assert type(reworded) is ValueError  # a builtin on the wire, for original peers
+    exc, _ = exception_from_reply((reworded, []), "tcp://127.0.0.1:5000")
+    assert isinstance(exc, errors.AuthenticationError) and "tcp://127.0.0.1:5000" in str(exc)
+    # the served code's own ValueError is never taken for one, whatever it says
+    own, _ = exception_from_reply((ValueError("bad signature: check PZC_KEY"), []), "tcp://127.0.0.1:5000")
+    assert type(own) is ValueError
+
+
+@pytest.mark.parametrize("serializer", ["pickle", "json"])
+def test_an_unsigned_client_of_a_keyed_server_gets_authentication_error(closing, serializer):
+    from pizco_qt import Proxy, Server
+
+    served = Guarded()
+    server = closing(Server(served, protocol=Protocol(hmac_key="right", serializer=serializer)))
+    with pytest.raises(errors.AuthenticationError, match="signature"):
+        Proxy(server.rep_endpoint, timeout=5, protocol=Protocol(serializer=serializer))
+    with Proxy(server.rep_endpoint, timeout=5, protocol=Protocol(hmac_key="right", serializer=serializer)) as proxy:
+        with pytest.raises(errors.Locked):  # the server keeps serving correctly signed requests
+            proxy.refuse("locked")
+
+
+def test_typed_errors_at_their_raise_sites(closing, served, reg_server):
+    from pizco_qt import Proxy, Server
+
+    server = closing(Server(Guarded(), name="guarded"))
+    with pytest.raises(errors.NameTaken, match="'guarded' is already used"):
+        Server(Guarded(), name="guarded")
+    with pytest.raises(errors.BindError, match="cannot bind"):
+        Server(Guarded(), rep_endpoint=server.rep_endpoint)
+    with pytest.raises(errors.InsecureBind):
+        Server(Guarded(), rep_endpoint="tcp://0.0.0.0:0")
+    _, proxy = served(Guarded())
+    proxy._proxy_stop_me()
+    with pytest.raises(errors.ProxyClosed, match="stopped"):
+        proxy.refuse("locked")
