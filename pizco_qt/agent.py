@@ -30,7 +30,7 @@ import zmq
 from . import config, forking, iothread, limits
 from .answering import Answerer
 from .delivery import Target, current_target
-from .endpoints import normalize, normalize_optional
+from .endpoints import connectable, normalize, normalize_optional
 from .errors import PizcoError
 from .protocol import (ACK_PREFIX, CAPABILITIES, FUTURE_TOPIC, HEARTBEAT_TOPIC, Envelope, Protocol,  # noqa: F401
                        _id_prefix, new_msgid)
@@ -54,21 +54,6 @@ def _forget_inherited_agents() -> None:
 
 
 forking.on_fork_child(_forget_inherited_agents)
-
-
-def connectable(endpoint: str, dialed: Optional[str] = None) -> str:
-    """An endpoint a client can connect to (a wildcard host becomes the host it dialed)."""
-    if not endpoint.startswith("tcp://"):
-        return endpoint
-    host, port = endpoint[6:].rsplit(":", 1)
-    if host in ("*", "0.0.0.0", "[::]", "::"):
-        dial_host = "127.0.0.1"
-        if dialed and dialed.startswith("tcp://"):
-            dial_host = dialed[6:].rsplit(":", 1)[0]
-            if dial_host in ("*", "0.0.0.0"):
-                dial_host = "127.0.0.1"
-        return f"tcp://{dial_host}:{port}"
-    return endpoint
 
 
 class Agent:

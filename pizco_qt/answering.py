@@ -24,6 +24,7 @@ import zmq
 
 from . import config, iothread
 from .delivery import report_exception
+from .endpoints import bindable, resolved
 from .errors import AuthenticationError, BindError, PizcoError, ProtocolError, refusal, signature_rejection
 from .protocol import COMPACT, Envelope, Protocol, _id_prefix, unpack_compact
 from .security import ReplayCache
@@ -31,25 +32,10 @@ from .zmq_io import readable, recv_routed, recv_routed_user, send_frames, send_r
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Answerer", "bindable", "resolved"]
+__all__ = ["Answerer"]
 
 #: Most requests read in one turn of the polling loop before commands get their turn.
 _BATCH = 256
-
-
-def bindable(endpoint: str) -> str:
-    """The endpoint to give ``bind()``: port 0 becomes ZMQ's wildcard port."""
-    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
-        return endpoint[:-2] + ":*"
-    return endpoint
-
-
-def resolved(requested: str, sock: zmq.Socket) -> str:
-    """The endpoint as bound: port 0 resolved as ZMQ reports it, '*' kept."""
-    if requested.startswith("tcp://") and (requested.endswith(":0") or requested.endswith(":*")):
-        last = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        return requested.rsplit(":", 1)[0] + ":" + last.rsplit(":", 1)[1]
-    return requested
 
 
 class Answerer:
@@ -149,7 +135,7 @@ class Answerer:
             except zmq.ZMQError as exc:
                 router.close(linger=0)
                 raise BindError(f"{exc} (is another server using {rep}?)") from exc
-            result["endpoint"] = resolved(rep, router)
+            result["endpoint"] = resolved(rep, router.getsockopt_string(zmq.LAST_ENDPOINT))
         except BaseException as exc:
             result["error"] = exc
             for s in self._wake_pair or ():

@@ -223,7 +223,7 @@ def _watch_server(server: Any, control: _StopControl) -> threading.Thread:
     # The thread holds the server's stop event, never the server: a daemon thread
     # that drops the last reference to Qt objects while the interpreter exits
     # aborts the process.
-    done = server._done
+    done = server.stopped_event
 
     def run() -> None:
         done.wait()

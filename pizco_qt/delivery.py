@@ -137,6 +137,10 @@ class Target:
             self.qthread = QThread.currentThread()
             self._courier = _Courier(self)
 
+    def has_courier(self) -> bool:
+        """Whether deliveries can be queued to this thread's Qt loop (it had one when the target was made)."""
+        return self._courier is not None
+
     def post(self, item: Callable[[], None]) -> None:
         """Queue ``item`` for this target; order is kept."""
         with self._lock:
@@ -148,9 +152,10 @@ class Target:
         if held is not None:  # the posting thread is draining a socket: schedule once at the end
             held.append(self)
             return
-        self._schedule()
+        self.schedule()
 
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
+        """Have the pending items run: queued to the thread's Qt loop if it runs one, else on the dispatcher."""
         courier = self._courier
         if courier is not None and runs_event_loop(self.qthread):
             try:
@@ -182,7 +187,7 @@ class Target:
                     if self._scheduled:
                         return
                     self._scheduled = True
-                self._schedule()
+                self.schedule()
                 return
 
 
@@ -220,7 +225,7 @@ class held_schedules:
         targets, _holding.targets = _holding.targets, None
         for target in targets:
             try:
-                target._schedule()
+                target.schedule()
             except Exception:
                 report_exception("scheduling a delivery")
 
@@ -228,7 +233,7 @@ class held_schedules:
 def current_target() -> Target:
     """The delivery target of the calling thread (one per thread, created on first use)."""
     target = getattr(_local, "target", None)
-    if target is None or (target._courier is None and _may_run_qt_loop()):
+    if target is None or (not target.has_courier() and _may_run_qt_loop()):
         target = Target()
         _local.target = target
     return target

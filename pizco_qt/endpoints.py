@@ -14,9 +14,10 @@ Thread affinity: none (pure functions).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-__all__ = ["normalize", "normalize_optional"]
+__all__ = ["normalize", "normalize_optional", "split_tcp", "is_wildcard", "connectable", "bindable", "resolved",
+           "WILDCARD_HOSTS"]
 
 
 def _port(value: Any, given: Any) -> int:
@@ -69,3 +70,57 @@ def normalize_optional(endpoint: Any, default: Optional[str] = None) -> Optional
     if endpoint is None or (isinstance(endpoint, (str, tuple, list)) and not endpoint):
         return default
     return normalize(endpoint)
+
+
+# ---------------------------------------------------------------------- tcp endpoints: hosts and ports
+#: Hosts that mean "every interface" in a bind (never dialable as such).
+WILDCARD_HOSTS = frozenset({"*", "0.0.0.0", "[::]", "::", ""})
+
+
+def split_tcp(endpoint: str) -> Optional[Tuple[str, str]]:
+    """``(host, port)`` of a ``tcp://host:port`` endpoint (both as written), None for other transports.
+
+    >>> split_tcp("tcp://[::1]:5555")
+    ('[::1]', '5555')
+    """
+    if not endpoint.startswith("tcp://"):
+        return None
+    host, _, port = endpoint[6:].rpartition(":")
+    return host, port
+
+
+def is_wildcard(host: str) -> bool:
+    """Whether ``host`` (as :func:`split_tcp` gives it) binds every interface."""
+    return host in WILDCARD_HOSTS
+
+
+def connectable(endpoint: str, dialed: Optional[str] = None) -> str:
+    """An endpoint a client can connect to: a wildcard host becomes the host it ``dialed`` (else loopback).
+
+    >>> connectable("tcp://*:5556", "tcp://10.0.0.7:5555")
+    'tcp://10.0.0.7:5556'
+    """
+    parts = split_tcp(endpoint)
+    if parts is None or not is_wildcard(parts[0]):
+        return endpoint
+    dial_host = "127.0.0.1"
+    dialed_parts = split_tcp(dialed) if dialed else None
+    if dialed_parts is not None and not is_wildcard(dialed_parts[0]):
+        dial_host = dialed_parts[0]
+    return f"tcp://{dial_host}:{parts[1]}"
+
+
+def bindable(endpoint: str) -> str:
+    """The endpoint to give ZMQ's ``bind()``: port 0 becomes ZMQ's wildcard port ``*``."""
+    parts = split_tcp(endpoint)
+    if parts is not None and parts[1] == "0":
+        return f"tcp://{parts[0]}:*"
+    return endpoint
+
+
+def resolved(requested: str, last_endpoint: str) -> str:
+    """The endpoint as bound: a port 0 or ``*`` resolved from ZMQ's ``LAST_ENDPOINT``, the host kept."""
+    parts = split_tcp(requested)
+    if parts is not None and parts[1] in ("0", "*"):
+        return f"tcp://{parts[0]}:{last_endpoint.rpartition(':')[2]}"
+    return requested

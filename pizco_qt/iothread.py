@@ -61,6 +61,19 @@ def context() -> zmq.Context:
 class IOThread(QThread):
     """The only thread that touches long-lived zmq sockets.
 
+    Why a QThread: the design asks for it. Qt then knows the thread as its own
+    (``QThread.currentThread()`` there is this object, and Qt tools list it as
+    ``pizco-io``), so anything Qt does on it, such as emitting a signal, has a
+    proper thread affinity rather than one Qt makes up for a foreign thread.
+
+    What it costs: importing pizco_qt imports Qt's core module; starting the
+    thread goes through Qt (a little slower than ``threading.Thread``); and the
+    Python object must outlive the thread and never be freed on a daemon thread
+    while the interpreter exits, which would abort the process, so stopped I/O
+    threads are kept in ``_retired`` until a new one starts (see the module
+    docstring). Its loop is ``run()``'s own zmq poll with deadlines, not
+    ``exec()``, so none of that needs a Q(Core)Application.
+
     Thread affinity: ``submit()`` and ``call()`` from anywhere.
     """
 
@@ -85,6 +98,10 @@ class IOThread(QThread):
     @property
     def ident(self) -> Optional[int]:
         return self._ident
+
+    def wait_started(self, timeout: float) -> bool:
+        """Wait until ``run()`` has begun (any thread); False after ``timeout`` seconds."""
+        return self._started.wait(timeout)
 
     def in_thread(self) -> bool:
         return threading.get_ident() == self._ident
@@ -241,8 +258,8 @@ def acquire() -> IOThread:
             _prune_retired()
             io = IOThread()
             io.start()
-            if not io._started.wait(10):
-                raise RuntimeError("the pizco_qt I/O thread did not start within 10 s")
+            if not io.wait_started(config.THREAD_START_TIMEOUT):
+                raise RuntimeError(f"the pizco_qt I/O thread did not start within {config.THREAD_START_TIMEOUT:g} s")
             _io = io
         _users += 1
         return _io

@@ -173,6 +173,14 @@ class ChildProcess:
         """Whether the child is still running."""
         return self.popen.poll() is None
 
+    def is_ready(self) -> bool:
+        """Whether the child printed its ready line."""
+        return self._ready.is_set()
+
+    def wait_stderr(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until everything the child wrote to stderr is read."""
+        self._err_thread.join(timeout)
+
     def wait_ready(self, timeout: float) -> None:
         """Block until the ready line arrives; raise ProcessStartError if the child dies or is late."""
         deadline = time.monotonic() + timeout
@@ -435,7 +443,7 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
     child = ChildProcess(argv, _child_env(protocol), label, verbose=verbose)
     try:
         child.wait_ready(timeout)
-        from .agent import connectable
+        from .endpoints import connectable
 
         proxy = Proxy(connectable(child.rep_endpoint), protocol=protocol,
                       curve=curve.for_own_client() if curve is not None else None)

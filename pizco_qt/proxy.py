@@ -27,14 +27,13 @@ from . import config, forking, inline, iothread, limits
 from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
 from .access import CONTROLLER, LOCK_TOPIC, RENEW, client_sender, default_label, holder_id
-from .endpoints import normalize
+from .endpoints import connectable, normalize
 from .errors import (REASON_ATTR, AccessDenied, AuthenticationError, ConnectionLost, Locked, PizcoError, ProtocolError,
                      ProxyClosed, RemoteError, RemoteTimeout, denied_from, is_signature_rejection, raise_remote)
 from .protocol import OOB, Envelope, Protocol, _id_prefix, new_msgid
 from .requesting import Requester
 from .security import CurveConfig
 from .futures import RemoteFuture, copy_outcome, settle
-from .agent import connectable
 from .heartbeat import ConnectionState, Liveness
 from .remote_signals import _Connection, _SignalSub
 from .subscribing import Subscriber
@@ -1002,7 +1001,7 @@ class Proxy:
         pizco_qt.registry.RegistryUnavailable
             If no registry answers.
         """
-        from .registry import lookup
+        from .registry_client import lookup
 
         entry = lookup(name, registry, protocol=kwargs.get("protocol"), curve=kwargs.get("curve"))
         return cls(entry["rep_endpoint"], **kwargs)

@@ -24,7 +24,7 @@ from . import config, iothread
 from .errors import BindError
 from .gate import MAX_TOPIC_BYTES
 from .protocol import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, LOCK_TOPIC, Protocol, header, new_msgid
-from .answering import bindable, resolved
+from .endpoints import bindable, resolved
 from .zmq_io import send_frames
 
 logger = logging.getLogger(__name__)
@@ -73,21 +73,6 @@ class SubscriberCounts(Mapping):
 
     def __repr__(self) -> str:
         return f"SubscriberCounts({self._live()!r})"
-
-
-def _bindable(endpoint: str) -> str:
-    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
-        return endpoint[:-2] + ":*"
-    return endpoint
-
-
-def _resolved(requested: str, sock: zmq.Socket) -> str:
-    """The endpoint as bound: port 0 resolved as ZMQ reports it, '*' kept."""
-    if requested.startswith("tcp://") and (requested.endswith(":0") or requested.endswith(":*")):
-        last = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        return requested.rsplit(":", 1)[0] + ":" + last.rsplit(":", 1)[1]
-    return requested
-
 
 
 def _set_count(counts: Dict[str, int], topic: str, count: int) -> None:
@@ -166,7 +151,7 @@ class Publisher:
         except zmq.ZMQError as exc:
             sock.close(linger=0)
             raise BindError(f"cannot bind {requested}: {exc}") from exc
-        self.endpoint = resolved(requested, sock)
+        self.endpoint = resolved(requested, sock.getsockopt_string(zmq.LAST_ENDPOINT))
         self._sock = sock
         self._io.register(sock, self._on_readable)
         return self.endpoint

@@ -37,11 +37,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from . import config
 from .access import readonly
 from .endpoints import normalize_optional
-from .errors import PizcoError
+from .errors import PizcoError, RemoteTimeout
+from .protocol import Protocol
 from .registry_client import (ENTRY_KEYS, EXPIRY, OPTIONAL_KEYS, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT,
                            SWEEP_PERIOD,
                            RegistryUnavailable, _HERE, _check_name, _pid_is_dead, lookup, register_server,
-                           registry_proxy, release_name, reserve_name, unregister_server)
+                           release_name, reserve_name, unregister_server, _unavailable)
+from .security import CurveConfig
 from .signals import Signal
 
 logger = logging.getLogger(__name__)
@@ -399,6 +401,27 @@ def _same_fixed_endpoint(record: _Record, rep_endpoint: Any) -> bool:
 def _check_token(token: Any) -> None:
     if not isinstance(token, str) or not token or len(token) > 256:
         raise ValueError("a registration token is a non-empty string of at most 256 characters")
+
+
+def registry_proxy(registry: Optional[str] = None, timeout: float = REGISTRY_TIMEOUT,
+                   protocol: Optional[Protocol] = None, curve: Optional[CurveConfig] = None) -> Any:
+    """A Proxy to the registry at ``registry`` (default ``PZC_REGISTRY``, else ``tcp://127.0.0.1:5777``).
+
+    Its ``servers()``, ``lookup(name)``, ``server_added`` and ``server_removed``
+    work as on a :class:`Registry`; stop it with ``_proxy_stop_me()``.
+
+    Raises
+    ------
+    RegistryUnavailable
+        If no registry answers within ``timeout`` seconds.
+    """
+    from .proxy import Proxy
+
+    endpoint = normalize_optional(registry) or config.registry_endpoint()
+    try:
+        return Proxy(endpoint, timeout=timeout, protocol=protocol, curve=curve)
+    except RemoteTimeout as exc:
+        raise _unavailable(endpoint, f"no reply within {timeout:g} s") from exc
 
 
 # ====================================================================== serving a registry

@@ -12,7 +12,7 @@ sends without waiting (``Agent.request_async``); replies are handled on the
 dispatcher thread. There is no thread per server.
 
 Thread affinity: ``reserve_name``, ``register_server``, ``unregister_server``,
-``lookup`` and ``registry_proxy`` run in the calling thread (each with a
+and ``lookup`` run in the calling thread (each with a
 bounded wait); the refresh timer runs on the I/O thread and never blocks it.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import config, iothread
 from .agent import new_msgid
-from .endpoints import normalize_optional
+from .endpoints import is_wildcard, normalize_optional, split_tcp
 from .errors import AuthenticationError, NameTaken, PizcoError, ProtocolError, RemoteError, RemoteTimeout
 from .protocol import Protocol
 from .security import CurveConfig
@@ -39,7 +39,7 @@ from .security import CurveConfig
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "lookup", "registry_proxy", "reserve_name", "release_name", "register_server", "unregister_server",
+    "lookup", "reserve_name", "release_name", "register_server", "unregister_server",
     "RegistryUnavailable", "EXPIRY", "REFRESH_PERIOD", "RESERVE_TIMEOUT", "REGISTRY_TIMEOUT", "ENTRY_KEYS",
     "OPTIONAL_KEYS",
 ]
@@ -255,35 +255,13 @@ def lookup(name: str, registry: Optional[str] = None, *, protocol: Optional[Prot
         raise KeyError(f"no server named {name!r} is registered at {endpoint}") from None
 
 
-def registry_proxy(registry: Optional[str] = None, timeout: float = REGISTRY_TIMEOUT,
-                   protocol: Optional[Protocol] = None, curve: Optional[CurveConfig] = None) -> Any:
-    """A Proxy to the registry at ``registry`` (default ``PZC_REGISTRY``, else ``tcp://127.0.0.1:5777``).
-
-    Its ``servers()``, ``lookup(name)``, ``server_added`` and ``server_removed``
-    work as on a :class:`Registry`; stop it with ``_proxy_stop_me()``.
-
-    Raises
-    ------
-    RegistryUnavailable
-        If no registry answers within ``timeout`` seconds.
-    """
-    from .proxy import Proxy
-
-    endpoint = normalize_optional(registry) or config.registry_endpoint()
-    try:
-        return Proxy(endpoint, timeout=timeout, protocol=protocol, curve=curve)
-    except RemoteTimeout as exc:
-        raise _unavailable(endpoint, f"no reply within {timeout:g} s") from exc
-
-
 # ====================================================================== the server side
 def _advertised(endpoint: str, registry: str) -> str:
     """``endpoint`` as another machine can dial it: a wildcard host becomes this host's address."""
-    if not endpoint.startswith("tcp://"):
+    parts = split_tcp(endpoint)
+    if parts is None or not is_wildcard(parts[0]):
         return endpoint
-    host, port = endpoint[6:].rsplit(":", 1)
-    if host not in ("*", "0.0.0.0", "[::]", "::", ""):
-        return endpoint
+    port = parts[1]
     address = "127.0.0.1"
     if registry.startswith("tcp://"):
         reg_host = registry[6:].rsplit(":", 1)[0].strip("[]")

@@ -136,7 +136,7 @@ class Server(Agent):
         self._caller = QThreadCaller()
         if name is not None:
             # reserve the name before binding: a clash raises here and nothing is bound
-            from . import registry
+            from . import registry_client as registry
 
             self.registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint, curve=curve)
         try:
@@ -442,6 +442,11 @@ class Server(Agent):
         return forward
 
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def stopped_event(self) -> threading.Event:
+        """A ``threading.Event`` set once ``stop()`` has finished (wait on it without holding the server)."""
+        return self._done
+
     def serve_forever(self) -> None:
         """Block until the server is stopped; Ctrl+C stops it cleanly."""
         self._check_process()
@@ -454,7 +459,7 @@ class Server(Agent):
     def _before_stop(self) -> None:
         if self.registration is not None:
             try:
-                from . import registry
+                from . import registry_client as registry
                 registry.unregister_server(self)
             except Exception:
                 logger.debug("unregistering %s", self.name, exc_info=True)

@@ -111,7 +111,7 @@ class Signal:
         sig = store.get(self._name)
         if sig is None:
             sig = Signal(*self.types)
-            sig._name = self._name
+            sig.__set_name__(objtype if objtype is not None else type(obj), self._name)
             sig = store.setdefault(self._name, sig)
         return sig
 

@@ -621,7 +621,7 @@ class Station:
             return
         rc = child.returncode
         if m.state == "starting":
-            if child._ready.is_set():
+            if child.is_ready():
                 self._became_ready(m)
             elif rc is None and now - m.spawned_at > self.start_timeout:
                 child.popen.kill()
@@ -636,7 +636,7 @@ class Station:
         ran_for = (now - m.started_at) if m.started_at is not None else None
         tail = ""
         if child is not None:
-            child._err_thread.join(0.5)
+            child.wait_stderr(0.5)
             tail = _tail(child.stderr_tail())
             child.stop(timeout=0.5)  # reaps it, closes its pipes, joins its drains
         m.child = None
@@ -825,8 +825,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except StationFileError as exc:
         return _error(str(exc), 2)
     if args.dry_run:
-        for spec in station._servers.values():
-            print(f"{spec.name} {spec.spec['class']}")
+        for entry in station.status():
+            print(f"{entry['name']} {entry['class']}")
         return 0
     stop = threading.Event()
     previous = {}

@@ -25,6 +25,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from qtpy import QtCore
 
 from pizco_qt import FutureWatcher, Proxy, RemoteTimeout
+from pizco_qt.endpoints import is_wildcard, split_tcp
 from pizco_qt.errors import ConnectionLost
 from pizco_qt.futures import copy_outcome
 
@@ -46,10 +47,11 @@ def describe_error(exc: BaseException) -> str:
 
 def connectable_endpoint(endpoint: str, host: str = "") -> str:
     """An endpoint a client can dial: a wildcard bind address becomes ``host`` (else loopback)."""
-    if not endpoint.startswith("tcp://"):
+    parts = split_tcp(endpoint)
+    if parts is None:
         return endpoint
-    address, _, port = endpoint[6:].rpartition(":")
-    if address in ("*", "0.0.0.0", "[::]", "::", ""):
+    address, port = parts
+    if is_wildcard(address):
         import socket
 
         local = host in ("", socket.gethostname(), "localhost")

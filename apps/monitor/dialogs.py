@@ -152,7 +152,7 @@ class CallDialog(QtWidgets.QDialog):
             self._show("Cancelled", f"Stopped waiting after {took:.1f} s.", error=True)
         else:
             text = f"{type(exc).__name__}: {exc}"
-            remote_tb = getattr(exc, "remote_traceback", None) or getattr(exc, "_pizco_traceback", None)
+            remote_tb = getattr(exc, "remote_traceback", None)
             if remote_tb:
                 text += "\n\nRemote traceback:\n" + (remote_tb if isinstance(remote_tb, str)
                                                       else "".join(remote_tb))
