@@ -29,6 +29,7 @@ RELATED = [
     ("pizco_qt.registry", "Registry", "the object a registry serves"),
     ("pizco_qt.registry", "RegistryUnavailable", "raised when no registry answers"),
     ("pizco_qt.security", "CurveConfig", "CURVE encryption and client authentication: `curve=` of Server and Proxy"),
+    ("pizco_qt.config", "Settings", "every tunable in one frozen object: `settings=` of Agent, Server and Proxy"),
     ("pizco_qt.process", "ProcessStartError", "raised when `serve_in_process` cannot start its child"),
     ("pizco_qt.apps.monitor", "MonitorWindow", "the window of `pizco-monitor`"),
     ("pizco_qt.apps.status", "StatusWindow", "the window of `gui=True` and `pizco-server -g`"),

@@ -27,7 +27,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import concurrent.futures
 import zmq
 
-from . import config, forking, iothread, limits
+from . import forking, iothread, limits
+from .config import Settings
 from .answering import Answerer
 from .delivery import Target, current_target
 from .endpoints import connectable, normalize, normalize_optional
@@ -72,6 +73,9 @@ class Agent:
     curve : CurveConfig, optional
         CURVE encryption: the server's key pair and allowed clients when binding,
         the server's public key for outgoing requests and subscriptions.
+    settings : Settings, optional
+        Timeouts, heartbeat, queue lengths... (default ``Settings.from_environment()``),
+        handed to every part.
 
     Raises
     ------
@@ -89,9 +93,12 @@ class Agent:
         *,
         allow_insecure: bool = False,
         curve: Optional[CurveConfig] = None,
+        settings: Optional[Settings] = None,
         _bind: bool = True,
     ) -> None:
-        self.protocol = protocol if protocol is not None else Protocol.from_environment()
+        #: Every tunable, read from the environment once (when not given).
+        self.settings = settings = settings if settings is not None else Settings.from_environment()
+        self.protocol = protocol if protocol is not None else Protocol.from_settings(settings)
         self.curve = curve
         self._zap_domain: Optional[str] = None
         self._stopped = False
@@ -109,10 +116,10 @@ class Agent:
         self._io = iothread.acquire()
         self._sender = f"urn:pizco_qt:{_id_prefix}:{os.getpid()}:{id(self):x}"
         #: The requesting part (synchronous and non-blocking requests).
-        self.requester = Requester(self.protocol, self._io, curve, self._sender)
+        self.requester = Requester(self.protocol, self._io, curve, self._sender, settings)
         self.requester.owner = f"this {type(self).__name__}"
         #: The subscribing part (the SUB socket).
-        self.subscriber = Subscriber(self.protocol, self._io, curve)
+        self.subscriber = Subscriber(self.protocol, self._io, curve, settings)
         #: The answering part (ROUTER and worker thread); None until bound.
         self.answerer: Optional[Answerer] = None
         #: The publishing part (XPUB); None until bound.
@@ -150,22 +157,23 @@ class Agent:
             check_bind_allowed(ep, self.protocol, self.curve is not None, allow_insecure)
         if self.curve is not None:
             self._zap_domain = register_curve_server(self.curve, iothread.context())
-        answerer = self.answerer = Answerer(self.protocol, self._serve_request, self._configure_server_socket)
+        answerer = self.answerer = Answerer(self.protocol, self._serve_request, self._configure_server_socket,
+                                            self.settings)
         answerer.observer_protocol = self._observer_protocol
         if self._curve_roles:
             answerer.role_of_key = self._role_of_key
         publisher = self.publisher = Publisher(self._publishing_protocol(), self._io, self._configure_server_socket,
                                                self._subscription_changed, answerer.submit,
-                                               self._topic_wanted, answerer.alive)
+                                               self._topic_wanted, answerer.alive, self.settings)
         publisher.sender = answerer.sender = self._sender
-        self.pub_endpoint = self._io.call(lambda: publisher.bind(pub), timeout=config.THREAD_START_TIMEOUT)
+        self.pub_endpoint = self._io.call(lambda: publisher.bind(pub), timeout=self.settings.thread_start_timeout)
         self.rep_endpoint = answerer.bind(rep)
         self.sender = self.rep_endpoint
         publisher.start_heartbeat()
 
     def _configure_server_socket(self, sock: zmq.Socket) -> None:
         """Options of the ROUTER and XPUB sockets; runs on the socket's owner thread."""
-        sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
+        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message)
         if self.curve is not None and self._zap_domain is not None:
             self.curve.configure_server(sock, self._zap_domain)
 
@@ -222,7 +230,7 @@ class Agent:
 
     def _info(self) -> Dict[str, Any]:
         return {"rep_endpoint": self.rep_endpoint, "pub_endpoint": self.pub_endpoint,
-                "capabilities": list(CAPABILITIES), "heartbeat": config.heartbeat(), "pid": os.getpid()}
+                "capabilities": list(CAPABILITIES), "heartbeat": self.settings.heartbeat, "pid": os.getpid()}
 
     def _stop_from_worker(self) -> None:
         # stop() joins the worker, so it runs in a thread of its own; a later
@@ -309,7 +317,7 @@ class Agent:
         self._io.call(lambda: (subscriber.connect(pub), subscriber.add(sender, topic, sink)))
         self._sub_pub[(rep_endpoint, topic)] = (sender, pub)
         if ack:
-            subscriber.request_ack(sender, config.timeout())
+            subscriber.request_ack(sender, self.settings.timeout)
 
     def _delivering_sink(self, target: Target, cb: Callable[..., Any]) -> Callable[[Envelope, List[bytes]], None]:
         loads = self.protocol.loads

@@ -22,21 +22,18 @@ from typing import Any, Callable, Dict, List, Optional
 
 import zmq
 
-from . import config, iothread
+from . import iothread
+from .config import Settings
 from .delivery import report_exception
 from .endpoints import bindable, resolved
 from .errors import AuthenticationError, BindError, PizcoError, ProtocolError, refusal, signature_rejection
-from .protocol import COMPACT, Envelope, Protocol, _id_prefix, unpack_compact
+from .protocol import COMPACT, Envelope, Protocol, _id_prefix, serializer_known, unpack_compact
 from .security import ReplayCache
 from .zmq_io import readable, recv_routed, recv_routed_user, send_frames, send_routed
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Answerer"]
-
-#: Most requests read in one turn of the polling loop before commands get their turn.
-_BATCH = 256
-
 
 class Answerer:
     """Owns the ROUTER socket and the worker thread that answers requests.
@@ -49,11 +46,14 @@ class Answerer:
         ``answer(envelope, content)`` returns the reply content (worker thread).
     configure : callable
         ``configure(sock)`` applies socket options (size limit, CURVE) before bind.
+    settings : Settings
+        Queue length, linger, start deadline, batch size, log rate.
     """
 
     def __init__(self, protocol: Protocol, answer: Callable[[Envelope, Any], Any],
-                 configure: Callable[[zmq.Socket], None]) -> None:
+                 configure: Callable[[zmq.Socket], None], settings: Settings) -> None:
         self.protocol = protocol
+        self.settings = settings
         self.endpoint = ""
         #: The identity put in each reply's header (the bound endpoint once bound).
         self.sender = ""
@@ -116,8 +116,9 @@ class Answerer:
         self._thread = threading.Thread(target=self._main, args=(rep, ready, result),
                                         name=f"pizco-server {rep}", daemon=True)
         self._thread.start()
-        if not ready.wait(config.THREAD_START_TIMEOUT):
-            raise BindError(f"the server thread for {rep} did not start within {config.THREAD_START_TIMEOUT:g} s")
+        limit = self.settings.thread_start_timeout
+        if not ready.wait(limit):
+            raise BindError(f"the server thread for {rep} did not start within {limit:g} s")
         if "error" in result:
             raise BindError(f"cannot bind {rep}: {result['error']}") from result["error"]
         self.endpoint = self.sender = result["endpoint"]
@@ -128,7 +129,7 @@ class Answerer:
         ctx = iothread.context()
         try:
             router = ctx.socket(zmq.ROUTER)
-            router.setsockopt(zmq.RCVHWM, config.receive_hwm())
+            router.setsockopt(zmq.RCVHWM, self.settings.receive_hwm)
             self._configure(router)
             try:
                 router.bind(bindable(rep))
@@ -154,7 +155,7 @@ class Answerer:
                 with self._wake_lock:
                     self._wake_sock = None
                 wake.close(linger=0)
-            router.close(linger=config.LINGER_MS)
+            router.close(linger=self.settings.linger_ms)
             for s in self._wake_pair or ():
                 s.close()
 
@@ -174,7 +175,7 @@ class Answerer:
                 if item is not router:
                     woken = True
                     continue
-                for _ in range(_BATCH):
+                for _ in range(self.settings.request_batch):
                     try:
                         if self.role_of_key is not None:
                             frames, user = recv_routed_user(router, zmq.NOBLOCK)
@@ -362,7 +363,7 @@ class Answerer:
         from .dispatch import encode_exception
 
         now = time.monotonic()
-        if now - self._replay_logged > config.REJECT_LOG_INTERVAL:  # rate-limited: replays may be a flood
+        if now - self._replay_logged > self.settings.reject_log_interval:  # rate-limited: replays may be a flood
             self._replay_logged = now
             logger.warning("refused a replayed request %r at %s", env.msgid[:80], self.endpoint)
         exc = refusal("replay", f"message id {env.msgid[:80]!r} was already answered: a replayed request "
@@ -374,7 +375,7 @@ class Answerer:
                 exc: ProtocolError, env: Optional[Envelope] = None) -> None:
         reason = str(exc)
         now = time.monotonic()
-        if now - self._reject_times.get(reason, 0.0) > config.REJECT_LOG_INTERVAL:  # rate-limited
+        if now - self._reject_times.get(reason, 0.0) > self.settings.reject_log_interval:  # rate-limited
             if len(self._reject_times) > 256:  # reasons quote hostile input: keep it bounded
                 self._reject_times.clear()
             self._reject_times[reason] = now
@@ -385,7 +386,7 @@ class Answerer:
             try:
                 msgid = bytes(body[3]).decode("utf-8")
                 cand = bytes(body[1]).decode("ascii")
-                if cand in ("pickle", "json") or (cand.startswith("pickle") and cand[6:].isdigit()):
+                if serializer_known(cand):
                     ser = cand
             except UnicodeDecodeError:
                 pass

@@ -132,7 +132,7 @@ class Liveness:
         if core.closed:
             return
         seen = max(self._last_seen, core.subscriber.last_received)  # a flood delays heartbeats, not life
-        if self.alive and time.monotonic() - seen > 3 * core.period:
+        if self.alive and time.monotonic() - seen > core.settings.missed_heartbeats * core.period:
             self.set_alive(False)
         if not self.alive:
             self._probe()
@@ -197,7 +197,7 @@ class Liveness:
         # same one, a SUB that reconnected by itself may still not have re-sent its
         # subscriptions (no heartbeat comes then), so a fresh connection is made too,
         # at most once per few heartbeat periods so the first heartbeat has time to come.
-        if core.pub != old_pub or now - self._rewired > max(3 * core.period, 1.0):
+        if core.pub != old_pub or now - self._rewired > max(core.settings.missed_heartbeats * core.period, 1.0):
             self._rewired = now
             core.subscriber.replace(old_pub, core.pub)
         if core.sender != old_sender:

@@ -83,7 +83,7 @@ OOB = "pickle5oob"
 #: The first bytes of a compact frame (never the start of a standard first frame).
 COMPACT = b"PZC\x01"
 #: Compact frames carry a payload below this size (larger ones use the five frames).
-COMPACT_MAX = 64 * 1024
+COMPACT_MAX = config.DEFAULTS.large_frame
 #: magic, then the lengths of the header, serializer, message id and signature.
 _COMPACT_HEAD = struct.Struct("<4sHBBB")
 _COMPACT_FIELDS = _COMPACT_HEAD.size
@@ -161,18 +161,26 @@ _KNOWN_SER = {b"pickle": "pickle", b"json": "json", OOB.encode(): OOB,
 _SER_FRAMES = {name: frame for frame, name in _KNOWN_SER.items()}
 
 
+def is_pickle_protocol_name(name: str) -> bool:
+    """Whether ``name`` reads as ``pickleN`` (any N: whether this Python has it is another question)."""
+    return name.startswith("pickle") and name[6:].isdigit()
+
+
+def serializer_known(name: str) -> bool:
+    """Whether this process reads and writes serializer ``name`` (the one table of names)."""
+    return name in _SER_FRAMES or (is_pickle_protocol_name(name) and int(name[6:]) <= pickle.HIGHEST_PROTOCOL)
+
+
 def _check_serializer(name: str) -> str:
-    if name in ("pickle", "json", OOB):
+    if serializer_known(name):
         return name
-    if name.startswith("pickle") and name[6:].isdigit():
-        if int(name[6:]) > pickle.HIGHEST_PROTOCOL:
-            raise ValueError(f"serializer {name!r}: this Python supports pickle up to {pickle.HIGHEST_PROTOCOL}")
-        return name
+    if is_pickle_protocol_name(name):
+        raise ValueError(f"serializer {name!r}: this Python supports pickle up to {pickle.HIGHEST_PROTOCOL}")
     raise ValueError(f"unknown serializer {name!r} (use 'pickle', 'pickleN', 'json')")
 
 
 #: ``bytes`` at least this large travel as out-of-band frames with ``pickle5oob``.
-OOB_BYTES = 64 * 1024
+OOB_BYTES = config.DEFAULTS.large_frame
 
 
 def _has_large_bytes(content: Any, budget: int = 200) -> bool:
@@ -301,7 +309,12 @@ class Protocol:
     @classmethod
     def from_environment(cls) -> "Protocol":
         """The protocol an agent uses when none is given: ``PZC_KEY`` and ``PZC_SER``."""
-        return cls(config.hmac_key(), config.serializer())
+        return cls.from_settings(config.Settings.from_environment())
+
+    @classmethod
+    def from_settings(cls, settings: "config.Settings") -> "Protocol":
+        """The protocol of ``settings``: its ``hmac_key`` and ``serializer``."""
+        return cls(settings.hmac_key, settings.serializer)
 
     def __repr__(self) -> str:
         return f"Protocol(hmac_key={'<set>' if self.hmac_key else ''!r}, serializer={self.serializer!r})"
@@ -433,7 +446,7 @@ class Protocol:
             msgid = (mid if type(mid) is bytes else bytes(mid)).decode("utf-8")
             if ser is None:
                 ser = ser_b.decode("ascii")
-                if not (ser.startswith("pickle") and ser[6:].isdigit() and int(ser[6:]) <= pickle.HIGHEST_PROTOCOL):
+                if not serializer_known(ser):
                     raise ProtocolError(f"unknown serializer {ser!r}")
         except UnicodeDecodeError as exc:
             raise ProtocolError(f"undecodable header, serializer or message id: {exc}") from None

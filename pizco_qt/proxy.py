@@ -23,7 +23,8 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import config, forking, inline, iothread, limits
+from . import forking, inline, iothread, limits
+from .config import Settings
 from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
 from .access import CONTROLLER, LOCK_TOPIC, RENEW, client_sender, default_label, holder_id
@@ -100,20 +101,22 @@ class _ProxyCore:
     """
 
     def __init__(self, endpoint: str, timeout: Optional[float], protocol: Optional[Protocol],
-                 curve: Optional[CurveConfig] = None, label: Optional[str] = None) -> None:
+                 curve: Optional[CurveConfig] = None, label: Optional[str] = None,
+                 settings: Optional[Settings] = None) -> None:
         self.endpoint = endpoint
-        self.timeout = config.timeout() if timeout is None else float(timeout)
+        self.settings = settings = settings if settings is not None else Settings.from_environment()
+        self.timeout = settings.timeout if timeout is None else float(timeout)
         self.label = default_label() if label is None else label
         sender = client_sender(self.label)  # a bad label raises before anything starts
-        self.protocol = protocol if protocol is not None else Protocol.from_environment()
+        self.protocol = protocol if protocol is not None else Protocol.from_settings(settings)
         self.curve = curve
         #: The process that created this proxy (see ``pizco_qt.forking``).
         self.owner_pid = forking.pid
         limits.check_headroom(limits.PROXY_NEEDS, f"create a proxy to {endpoint}")
         self.io = iothread.acquire()
-        self.requester = Requester(self.protocol, self.io, curve, sender)
+        self.requester = Requester(self.protocol, self.io, curve, sender, settings)
         self.requester.owner = f"this Proxy to {endpoint}"
-        self.subscriber = Subscriber(self.protocol, self.io, curve)
+        self.subscriber = Subscriber(self.protocol, self.io, curve, settings)
         self.liveness = Liveness(self)
         _live_cores.add(self)
         self.closed = False
@@ -175,7 +178,7 @@ class _ProxyCore:
         self.sender = info.get("rep_endpoint", self.endpoint)
         self.pub = connectable(info["pub_endpoint"], self.endpoint)
         self.caps = frozenset(info.get("capabilities", ()))
-        self.period = float(info.get("heartbeat", config.heartbeat()))
+        self.period = float(info.get("heartbeat", self.settings.heartbeat))
         self.tracking = "heartbeat" in self.caps
         ser = self.protocol.serializer
         self.req_serializer = OOB if ("oob" in self.caps and ser == "pickle") else ser
@@ -812,6 +815,9 @@ class Proxy:
     label : str, optional
         How this client is shown to the server and to other clients (the lock
         holder, the write log); default ``'<user>@<host>:<pid>'``.
+    settings : Settings, optional
+        Timeout, heartbeat, queue lengths... (default ``Settings.from_environment()``);
+        ``timeout`` and ``protocol`` win over it.
 
     Raises
     ------
@@ -826,9 +832,9 @@ class Proxy:
 
     def __init__(self, rep_endpoint: str, timeout: Optional[float] = None,
                  protocol: Optional[Protocol] = None, curve: Optional[CurveConfig] = None,
-                 label: Optional[str] = None) -> None:
+                 label: Optional[str] = None, settings: Optional[Settings] = None) -> None:
         object.__setattr__(self, "_proxy_core",
-                           _ProxyCore(normalize(rep_endpoint), timeout, protocol, curve, label))
+                           _ProxyCore(normalize(rep_endpoint), timeout, protocol, curve, label, settings))
         object.__setattr__(self, "_proxy_local_server", None)
         object.__setattr__(self, "_proxy_process", None)
 

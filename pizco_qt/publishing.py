@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import zmq
 
-from . import config, iothread
+from . import iothread
+from .config import Settings
 from .errors import BindError
 from .gate import MAX_TOPIC_BYTES
 from .protocol import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, LOCK_TOPIC, Protocol, header, new_msgid
@@ -31,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Publisher", "SubscriberCounts"]
 
-#: Most subscription messages read in one turn of the I/O thread.
-_BATCH = 1000
 
 
 #: Topics pizco_qt itself uses between its peers (not counted in ``subscribers``).
@@ -106,13 +105,16 @@ class Publisher:
     serving : callable
         ``serving()``: whether requests are still answered; heartbeats stop when not,
         so proxies see the server lost.
+    settings : Settings
+        Queue lengths, heartbeat period, batch size.
     """
 
     def __init__(self, protocol: Protocol, io: Any, configure: Callable[[zmq.Socket], None],
                  on_change: Callable[[str, int, bool, Callable[[], None]], None],
                  run_after_changes: Callable[[Callable[[], None]], None],
-                 wanted: Callable[[str], bool], serving: Callable[[], bool]) -> None:
+                 wanted: Callable[[str], bool], serving: Callable[[], bool], settings: Settings) -> None:
         self.protocol = protocol
+        self.settings = settings
         self.endpoint = ""
         #: The identity put in each notification's header (the owner sets it).
         self.sender = ""
@@ -143,8 +145,8 @@ class Publisher:
             sock.setsockopt(zmq.XPUB_VERBOSER, 1)
         except (AttributeError, zmq.ZMQError):
             sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-        sock.setsockopt(zmq.SNDHWM, config.send_hwm())  # per subscriber: a stalled one cannot grow it
-        sock.setsockopt(zmq.RCVHWM, config.DEFAULT_HWM)
+        sock.setsockopt(zmq.SNDHWM, self.settings.send_hwm)  # per subscriber: a stalled one cannot grow it
+        sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
         self._configure(sock)
         try:
             sock.bind(bindable(requested))
@@ -199,7 +201,7 @@ class Publisher:
         if self._counts.get(HEARTBEAT_TOPIC):
             self.publish_frames(self.protocol.encode(self.sender, HEARTBEAT_TOPIC,
                                                      {"pub_endpoint": self.endpoint}, new_msgid()))
-        self._io.call_later(config.heartbeat(), self._heartbeat_tick)
+        self._io.call_later(self.settings.heartbeat, self._heartbeat_tick)
 
     # ------------------------------------------------------------------ subscriptions (I/O thread)
     def _on_readable(self, sock: zmq.Socket) -> None:
@@ -207,7 +209,7 @@ class Publisher:
         plen = len(prefix)
         events: List[Tuple[str, bool]] = []
         acks: List[str] = []
-        for _ in range(_BATCH):
+        for _ in range(self.settings.io_batch):
             try:
                 msg = sock.recv(zmq.NOBLOCK)
             except zmq.Again:

@@ -671,9 +671,9 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
         if srv is None or srv.stopped:
             return
         srv.answerer.submit(registry.expire)
-        srv.io.call_later(SWEEP_PERIOD, sweep)
+        srv.io.call_later(srv.settings.registry_sweep, sweep)
 
-    server.io.call_later(SWEEP_PERIOD, sweep)
+    server.io.call_later(server.settings.registry_sweep, sweep)
     prober.start()
     return server
 

@@ -45,15 +45,15 @@ __all__ = [
 ]
 
 #: Seconds after its last registration that an entry expires.
-EXPIRY = 6.0
+EXPIRY = config.DEFAULTS.registry_expiry
 #: Seconds between a registered server's registrations (its heartbeat to the registry).
-REFRESH_PERIOD = 2.0
+REFRESH_PERIOD = config.DEFAULTS.registry_refresh
 #: Deadline of a name reservation (and of an unregistration) in seconds.
-RESERVE_TIMEOUT = 0.5
+RESERVE_TIMEOUT = config.DEFAULTS.registry_reserve_timeout
 #: Seconds between two expiry sweeps of a served registry.
-SWEEP_PERIOD = 0.5
+SWEEP_PERIOD = config.DEFAULTS.registry_sweep
 #: Default timeout of registry proxies and look-ups, in seconds.
-REGISTRY_TIMEOUT = 3.0
+REGISTRY_TIMEOUT = config.DEFAULTS.registry_timeout
 #: The keys of every entry, in display order.
 ENTRY_KEYS = ("name", "class", "rep_endpoint", "pub_endpoint", "host", "pid", "started")
 #: Keys an entry carries only when the server has them ('station': the station it belongs to).
@@ -278,8 +278,10 @@ def _advertised(endpoint: str, registry: str) -> str:
 class _Registration:
     """A named server's membership in the registry (created before the server binds)."""
 
-    def __init__(self, name: str, protocol: Protocol, endpoint: str, curve: Optional[CurveConfig] = None) -> None:
+    def __init__(self, name: str, protocol: Protocol, endpoint: str, curve: Optional[CurveConfig],
+                 settings: config.Settings) -> None:
         self.name = name
+        self.settings = settings
         self.protocol = protocol
         self.endpoint = endpoint
         self.curve = curve if curve is not None and curve.is_client else None
@@ -299,7 +301,7 @@ class _Registration:
                 "rep_endpoint": _advertised(server.rep_endpoint, self.endpoint),
                 "pub_endpoint": _advertised(server.pub_endpoint, self.endpoint),
                 "host": socket.gethostname(), "pid": os.getpid(), "started": float(server.started),
-                **_station_key()}
+                **_station_key(self.settings)}
 
     def register_args(self, server: Any) -> tuple:
         """The arguments of 'register': the entry, the token, a place (ignored by the registry) and
@@ -331,9 +333,9 @@ class _Registration:
                 logger.warning("%s; this server keeps serving unregistered", self.clash_error(result))
 
 
-def _station_key() -> Dict[str, str]:
+def _station_key(settings: config.Settings) -> Dict[str, str]:
     """``{'station': name}`` for a server started by a station (``PZC_STATION``), else nothing."""
-    station = config.station()
+    station = settings.station
     return {"station": station} if station else {}
 
 
@@ -345,7 +347,8 @@ def _describe(holder: Dict[str, Any]) -> str:
 
 
 def reserve_name(name: str, protocol: Protocol, registry: Optional[str] = None,
-                 rep_endpoint: Optional[str] = None, curve: Optional[CurveConfig] = None) -> _Registration:
+                 rep_endpoint: Optional[str] = None, curve: Optional[CurveConfig] = None,
+                 settings: Optional[config.Settings] = None) -> _Registration:
     """Reserve ``name`` before a server binds ``rep_endpoint`` (0.5 s deadline); returns its registration.
 
     A ``curve`` config that names a server public key (the registry's) makes
@@ -357,12 +360,13 @@ def reserve_name(name: str, protocol: Protocol, registry: Optional[str] = None,
         If a live server already has the name.
     """
     _check_name(name)
-    reg = _Registration(name, protocol, normalize_optional(registry) or config.registry_endpoint(), curve)
+    settings = settings if settings is not None else config.Settings.from_environment()
+    reg = _Registration(name, protocol, normalize_optional(registry) or settings.registry, curve, settings)
     try:
         requested = _advertised(rep_endpoint or "", reg.endpoint)
         holder = _entry_or_none(_call(reg.endpoint, "reserve", (name, reg.token, socket.gethostname(), os.getpid(),
-                                                                _HERE, requested), protocol, RESERVE_TIMEOUT,
-                                      reg.curve), reg.endpoint)
+                                                                _HERE, requested), protocol,
+                                      settings.registry_reserve_timeout, reg.curve), reg.endpoint)
     except _NoAnswer as exc:
         logger.info("no registry at %s (%s); %r registers in the background", reg.endpoint, exc, name)
         return reg
@@ -386,7 +390,8 @@ def release_name(reg: _Registration) -> None:
     if not reg.answered:
         return
     try:
-        _call(reg.endpoint, "release", (reg.name, reg.token), reg.protocol, RESERVE_TIMEOUT, reg.curve)
+        _call(reg.endpoint, "release", (reg.name, reg.token), reg.protocol, reg.settings.registry_reserve_timeout,
+              reg.curve)
     except Exception as exc:
         logger.debug("releasing %r: %s", reg.name, exc)
 
@@ -401,7 +406,8 @@ def register_server(server: Any, name: str) -> None:
     """
     reg = server.registration
     if reg is None or reg.name != name:
-        reg = _Registration(name, server.protocol, config.registry_endpoint(), getattr(server, "curve", None))
+        settings = server.settings
+        reg = _Registration(name, server.protocol, settings.registry, getattr(server, "curve", None), settings)
         server.registration = reg
     reg.server_ref = weakref.ref(server)
     server.name = name
@@ -411,8 +417,8 @@ def register_server(server: Any, name: str) -> None:
     if reg.answered:
         try:
             reg.outcome(_entry_or_none(_call(reg.endpoint, "register", reg.register_args(server),
-                                             reg.protocol, REGISTRY_TIMEOUT, reg.curve), reg.endpoint))
-            first_delay = REFRESH_PERIOD
+                                             reg.protocol, reg.settings.registry_timeout, reg.curve), reg.endpoint))
+            first_delay = reg.settings.registry_refresh
         except _NoAnswer:
             pass
         except Exception as exc:
@@ -443,7 +449,7 @@ def _refresh(reg: _Registration) -> None:
     else:
         reg.pending = fut
         fut.add_done_callback(lambda f: _refreshed(reg, f))
-    server.io.call_later(REFRESH_PERIOD, lambda: _refresh(reg))
+    server.io.call_later(reg.settings.registry_refresh, lambda: _refresh(reg))
 
 
 def _refreshed(reg: _Registration, fut: concurrent.futures.Future) -> None:
@@ -469,7 +475,8 @@ def unregister_server(server: Any) -> None:
     if not (reg.answered or reg.registered or reg.pending is not None):
         return
     try:
-        _call(reg.endpoint, "unregister", (reg.name, reg.token), reg.protocol, RESERVE_TIMEOUT, reg.curve)
+        _call(reg.endpoint, "unregister", (reg.name, reg.token), reg.protocol,
+              reg.settings.registry_reserve_timeout, reg.curve)
     except _NoAnswer:
         logger.debug("no registry at %s to unregister %r", reg.endpoint, reg.name)
     except Exception as exc:

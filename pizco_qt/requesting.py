@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
 
-from . import config, forking, iothread, limits
+from . import forking, iothread, limits
+from .config import Settings
 from .delivery import dispatcher
 from .errors import PizcoError, RemoteTimeout
 from .futures import copy_outcome, settle
@@ -32,10 +33,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Requester", "Channel"]
 
-#: Most replies read in one turn of the I/O thread for one socket (others wait their turn).
-_BATCH = 1000
-
-
 class Channel:
     """A DEALER owned by one thread for synchronous requests to one endpoint."""
 
@@ -44,11 +41,11 @@ class Channel:
     #: Whether ``roundtrip`` takes a compact frame too.
     compact = True
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, max_message: int) -> None:
         sock = iothread.context().socket(zmq.DEALER)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not there
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())  # a hostile server cannot flood us
+        sock.setsockopt(zmq.MAXMSGSIZE, max_message)  # a hostile server cannot flood us
         sock.connect(endpoint)
         self.sock = sock
         self.lock = threading.Lock()
@@ -115,8 +112,9 @@ class Requester:
     """
 
     def __init__(self, protocol: Protocol, io: Any, curve: Optional[CurveConfig] = None,
-                 sender: str = "") -> None:
+                 sender: str = "", settings: Optional[Settings] = None) -> None:
         self.protocol = protocol
+        self.settings = settings if settings is not None else Settings.from_environment()
         self.curve = curve
         self.sender = sender
         #: The process that made this part, and what it belongs to (for ``ProxyClosed`` after a fork).
@@ -142,8 +140,8 @@ class Requester:
                 raise PizcoError(f"this agent is stopped; cannot reach {endpoint}")
             limits.check_headroom(limits.CONNECTION_NEEDS, f"connect to {endpoint}")
             try:
-                ch = Channel(endpoint) if self.curve is None or not self.curve.is_client else \
-                    CurveChannel(endpoint, self.curve, iothread.context())
+                ch = Channel(endpoint, self.settings.max_message) if self.curve is None or not self.curve.is_client \
+                    else CurveChannel(endpoint, self.curve, iothread.context(), self.settings.max_message)
             except (zmq.ZMQError, OSError) as exc:
                 raise limits.from_zmq_error(exc, f"connect to {endpoint}") from exc
             holder.channels[endpoint] = ch
@@ -162,7 +160,7 @@ class Requester:
         ``compact=True`` (only for servers that advertise the ``compact``
         capability) sends a small request as one compact frame.
         """
-        timeout = config.timeout() if timeout is None else timeout
+        timeout = self.settings.timeout if timeout is None else timeout
         msgid = new_msgid()
         ch = self._channel(endpoint)
         if compact and ch.compact:
@@ -215,8 +213,8 @@ class Requester:
         if sock is None:
             sock = iothread.context().socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, config.DEFAULT_HWM)
-            sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
+            sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message)
             if self.curve is not None:
                 self.curve.configure_client(sock)
             sock.connect(endpoint)
@@ -225,7 +223,7 @@ class Requester:
         return sock
 
     def _on_async_readable(self, sock: zmq.Socket) -> None:
-        for _ in range(_BATCH):
+        for _ in range(self.settings.io_batch):
             try:
                 frames = recv_frames(sock, zmq.NOBLOCK, 6)
             except zmq.Again:

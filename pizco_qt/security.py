@@ -389,15 +389,13 @@ class CurveChannel:
     #: Requests always travel as the five standard frames.
     compact = False
 
-    def __init__(self, endpoint: str, curve: CurveConfig, context: Any) -> None:
+    def __init__(self, endpoint: str, curve: CurveConfig, context: Any, max_message: int) -> None:
         import zmq
-
-        from . import config
 
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
+        sock.setsockopt(zmq.MAXMSGSIZE, max_message)
         curve.configure_client(sock)
         events = zmq.EVENT_HANDSHAKE_SUCCEEDED
         for name in _REFUSED:

@@ -30,6 +30,7 @@ from .agent import FUTURE_TOPIC, Agent, new_msgid
 from .delivery import WITHDRAWN, QThreadCaller
 from .endpoints import normalize_optional
 from .errors import ConnectionLost, PizcoError
+from .config import Settings
 from .protocol import Envelope, Protocol
 from .security import CurveConfig
 from .signals import is_signal_like
@@ -74,6 +75,8 @@ class Server(Agent):
         A second HMAC key (default ``PZC_OBSERVER_KEY``): requests signed with it
         are an observer's (reads only), those signed with the main key a
         controller's. Everything published is signed with it.
+    settings : Settings, optional
+        Every tunable (default ``Settings.from_environment()``), handed to the parts.
 
     Raises
     ------
@@ -102,10 +105,12 @@ class Server(Agent):
         private: bool = False,
         instantiable: Any = None,
         observer_key: "str | bytes | None" = None,
+        settings: Optional[Settings] = None,
     ) -> None:
         rep_endpoint = normalize_optional(rep_endpoint, "tcp://127.0.0.1:0")
         pub_endpoint = normalize_optional(pub_endpoint, "tcp://127.0.0.1:0")
-        protocol = protocol if protocol is not None else Protocol.from_environment()
+        settings = settings if settings is not None else Settings.from_environment()
+        protocol = protocol if protocol is not None else Protocol.from_settings(settings)
         self._observer_protocol = _observer_protocol(protocol, observer_key)
         self._curve_roles = curve is not None and getattr(curve, "observers_dir", None) is not None
         #: Roles, exclusive control and the log of executed writes.
@@ -138,9 +143,11 @@ class Server(Agent):
             # reserve the name before binding: a clash raises here and nothing is bound
             from . import registry_client as registry
 
-            self.registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint, curve=curve)
+            self.registration = registry.reserve_name(name, protocol, rep_endpoint=rep_endpoint, curve=curve,
+                                                      settings=settings)
         try:
-            super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure, curve=curve)
+            super().__init__(rep_endpoint, pub_endpoint, protocol, allow_insecure=allow_insecure, curve=curve,
+                             settings=settings)
         except BaseException:
             if self.registration is not None:
                 registry.release_name(self.registration)

@@ -17,7 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
 
-from . import config, iothread
+from . import iothread
+from .config import Settings
 from .delivery import held_schedules, report_exception
 from .errors import ProtocolError
 from .protocol import ACK_PREFIX, Envelope, Protocol, header, new_msgid
@@ -31,10 +32,6 @@ __all__ = ["Subscriber", "Sink"]
 #: ``sink(envelope, frames)``: called on the I/O thread for each notification of a subscription.
 Sink = Callable[[Envelope, List[bytes]], None]
 
-#: Most notifications read in one turn of the I/O thread (others wait their turn).
-_BATCH = 2000
-
-
 class _Subscription:
     __slots__ = ("sender", "topic", "sink", "prefix")
 
@@ -46,8 +43,10 @@ class _Subscription:
 class Subscriber:
     """Owns a SUB socket (made on first use), its PUB connections and its subscriptions."""
 
-    def __init__(self, protocol: Protocol, io: Any, curve: Optional[CurveConfig] = None) -> None:
+    def __init__(self, protocol: Protocol, io: Any, curve: Optional[CurveConfig] = None,
+                 settings: Optional[Settings] = None) -> None:
         self.protocol = protocol
+        self.settings = settings if settings is not None else Settings.from_environment()
         self.curve = curve
         self._io = io
         self._sock: Optional[zmq.Socket] = None
@@ -65,8 +64,8 @@ class Subscriber:
         sock = self._sock
         if sock is None:
             sock = iothread.context().socket(zmq.SUB)
-            sock.setsockopt(zmq.RCVHWM, config.DEFAULT_HWM)
-            sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size())
+            sock.setsockopt(zmq.RCVHWM, self.settings.hwm)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message)
             if self.curve is not None:
                 self.curve.configure_client(sock)
             self._sock = sock
@@ -160,7 +159,7 @@ class Subscriber:
     def _drain(self, sock: zmq.Socket) -> None:
         check = self.protocol.check
         subs = self._subs
-        for _ in range(_BATCH):
+        for _ in range(self.settings.notification_batch):
             try:
                 frames = recv_frames(sock, zmq.NOBLOCK, 5)
             except zmq.Again:

@@ -21,6 +21,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import zmq
 
+from .config import DEFAULTS
 from .errors import ProtocolError
 from .protocol import COMPACT, unpack_compact
 
@@ -29,7 +30,7 @@ __all__ = ["send_frames", "send_one", "send_routed", "recv_frames", "recv_routed
            "close_owned", "ZERO_COPY"]
 
 #: Frames at least this large are sent and (past the protocol frames) received without copying.
-ZERO_COPY = 64 * 1024
+ZERO_COPY = DEFAULTS.large_frame
 
 _SNDMORE = int(zmq.SNDMORE)
 _RCVMORE = int(zmq.RCVMORE)

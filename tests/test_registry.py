@@ -488,12 +488,14 @@ def test_a_curve_registry_admits_only_servers_and_clients_with_its_keys(monkeypa
 
 
 def test_registrations_do_not_pile_up_while_the_registry_is_away(monkeypatch, closing):
-    from pizco_qt import registry_client as registration
+    import dataclasses
 
-    monkeypatch.setattr(registration, "REFRESH_PERIOD", 0.05)  # many refresh periods in a short test
+    from pizco_qt.config import Settings
+
     endpoint = _free_tcp_endpoint()
     monkeypatch.setenv("PZC_REGISTRY", endpoint)
-    server = closing(Server(Stage(), name="patient"))
+    settings = dataclasses.replace(Settings.from_environment(), registry_refresh=0.05)  # many periods, short test
+    server = closing(Server(Stage(), name="patient", settings=settings))
     sent = []
     original = server.request_async
 

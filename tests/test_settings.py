@@ -1,0 +1,58 @@
+"""One Settings object: read from the environment once, frozen, passed explicitly to every part."""
+import dataclasses
+
+import pytest
+
+from objects import Stage
+from pizco_qt import Agent, Proxy, Server, config
+from pizco_qt.config import Settings
+
+
+def test_from_environment_reads_each_variable_and_keeps_the_other_defaults():
+    env = {"PZC_KEY": "k", "PZC_SER": "json", "PZC_TIMEOUT": "0.5", "PZC_HEARTBEAT": "0.2",
+           "PZC_REGISTRY": "tcp://10.0.0.1:6000", "PZC_MAX_MESSAGE": "1024", "PZC_SNDHWM": "7",
+           "PZC_RCVHWM": "8", "PZC_STATION": "lab"}
+    s = Settings.from_environment(env)
+    assert (s.hmac_key, s.serializer, s.timeout, s.heartbeat, s.registry, s.max_message, s.send_hwm,
+            s.receive_hwm, s.station) == ("k", "json", 0.5, 0.2, "tcp://10.0.0.1:6000", 1024, 7, 8, "lab")
+    assert s.hwm == Settings().hwm and s.registry_refresh == Settings().registry_refresh
+    assert Settings.from_environment({}) == Settings()
+    assert "hmac_key" not in repr(s) and "'k'" not in repr(s)  # a key never lands in a log
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.timeout = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("variable, value, words", [
+    ("PZC_TIMEOUT", "soon", "number of seconds"), ("PZC_HEARTBEAT", "-1", "must be positive"),
+    ("PZC_SNDHWM", "lots", "whole number"), ("PZC_RCVHWM", "0", "must be positive"),
+])
+def test_a_bad_variable_is_named(variable, value, words):
+    with pytest.raises(ValueError, match=f"{variable}=.*{words}"):
+        Settings.from_environment({variable: value})
+
+
+def test_the_getters_read_through_settings(monkeypatch):
+    monkeypatch.setenv("PZC_TIMEOUT", "0.75")
+    monkeypatch.setenv("PZC_REGISTRY", "tcp://127.0.0.1:5999")
+    assert config.timeout() == Settings.from_environment().timeout == 0.75
+    assert config.registry_endpoint() == "tcp://127.0.0.1:5999"
+    assert config.heartbeat() == Settings().heartbeat
+
+
+def test_an_agent_hands_one_settings_object_to_its_parts(closing):
+    settings = dataclasses.replace(Settings.from_environment(), heartbeat=0.25)
+    agent = closing(Agent(settings=settings))
+    assert agent.settings is settings
+    for part in (agent.requester, agent.subscriber, agent.answerer, agent.publisher):
+        assert part.settings is settings
+    assert agent.request(agent.rep_endpoint, "info")["heartbeat"] == 0.25
+
+
+def test_servers_and_proxies_take_settings_explicitly_and_arguments_win(closing, monkeypatch):
+    monkeypatch.setenv("PZC_TIMEOUT", "7")
+    server = closing(Server(Stage(), settings=dataclasses.replace(Settings(), heartbeat=0.3)))
+    proxy = closing(Proxy(server.rep_endpoint, settings=dataclasses.replace(Settings(), timeout=2.5)))
+    assert proxy._proxy_timeout == 2.5  # the settings given, not PZC_TIMEOUT
+    assert proxy._proxy_core.period == 0.3  # the server's heartbeat, from its settings
+    assert closing(Proxy(server.rep_endpoint))._proxy_timeout == 7.0  # read from the environment
+    assert closing(Proxy(server.rep_endpoint, timeout=1.5, settings=Settings()))._proxy_timeout == 1.5
