@@ -27,9 +27,8 @@ from .errors import REASON_ATTR, RemoteError
 from .signals import is_signal_like
 
 __all__ = ["dispatch", "default_return_as_remote", "default_force_as_object", "inspect_object",
-           "describe_object", "encode_exception", "ACTIONS"]
+           "describe_object", "encode_exception"]
 
-ACTIONS = ("exec", "getattr", "setattr", "get", "inspect", "instantiate", "cancel", "describe", "getmany")
 
 _PLAIN = (str, bytes, bytearray, memoryview, tuple, list, set, frozenset, numbers.Number, type(None), bool)
 _ROUTINES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.BuiltinMethodType,
@@ -86,7 +85,7 @@ def inspect_object(obj: Any) -> Tuple[Set[str], Set[str]]:
     return remote, set()
 
 
-def describe_object(server: Any, obj: Any, only: Optional[Any] = None) -> Dict[str, Dict[str, Any]]:
+def describe_object(obj: Any, only: Optional[Any] = None) -> Dict[str, Dict[str, Any]]:
     """Each public name's kind ('attribute', 'method', 'signal'), type name and writability
     (methods also say whether they are marked ``@readonly``).
 
@@ -246,7 +245,7 @@ def dispatch(server: Any, content: Any, msgid: str, serializer: str = "pickle") 
         elif action == "cancel":
             return ("PSMessage", "return", server.cancel_future(options.get("msgid", "")))
         elif action == "describe":
-            return ("PSMessage", "return", describe_object(server, obj, options.get("names")))
+            return ("PSMessage", "return", describe_object(obj, options.get("names")))
         elif action == "getmany":
             return ("PSMessage", "return", _get_many(server, obj, options.get("names", ()), serializer))
         else:
