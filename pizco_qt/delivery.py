@@ -60,6 +60,12 @@ class _Dispatcher:
                 self._thread.start()
             self._cond.notify()
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: the dispatcher thread is gone and its lock may be held; start afresh."""
+        self._queue = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._thread = None
+
     def _run(self) -> None:
         queue = self._queue
         while True:
@@ -78,14 +84,7 @@ class _Dispatcher:
 dispatcher = _Dispatcher()
 
 
-def _reset_after_fork() -> None:
-    """In a forked child: the dispatcher thread is gone and its lock may be held; start afresh."""
-    dispatcher._queue = collections.deque()
-    dispatcher._cond = threading.Condition(threading.Lock())
-    dispatcher._thread = None
-
-
-forking.on_fork_child(_reset_after_fork)
+forking.on_fork_child(dispatcher.reset_after_fork)
 
 
 class _Courier(QObject):

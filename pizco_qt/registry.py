@@ -42,7 +42,7 @@ from .protocol import Protocol
 from .registry_client import (ENTRY_KEYS, EXPIRY, OPTIONAL_KEYS, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT,
                            SWEEP_PERIOD,
                            RegistryUnavailable, _HERE, _check_name, _pid_is_dead, lookup, register_server,
-                           release_name, reserve_name, unregister_server, _unavailable)
+                           release_name, reserve_name, unregister_server, _unavailable, identity)
 from .security import CurveConfig
 from .signals import Signal
 
@@ -72,11 +72,6 @@ class _Record:
         self.entry, self.token, self.seen, self.curve_key = entry, token, seen, curve_key
         self.answered = self.since = seen
         self.verified = False  # the registry's probe has seen its server answer as the token's holder
-
-
-def identity(token: str) -> str:
-    """What a registered server's 'info' reply carries to prove it holds ``token`` (never the token)."""
-    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 #: Seconds an expired reservation is remembered (its token cannot reserve the name again meanwhile).
@@ -448,6 +443,9 @@ def _registry_server_class() -> type:
         -- is refused with ``PermissionError`` (reason 'registry') and nothing runs.
         """
 
+        #: The probe of the registered servers (kept alive with the server).
+        prober: Any = None
+
         def check_request(self, action: Any, options: Dict[str, Any]) -> None:
             super().check_request(action, options)
             if action in ("inspect", "describe"):
@@ -662,7 +660,7 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
     server = _registry_server_class()(registry, rep, **server_kwargs)
     prober = _Prober(server, registry)
     registry.probe = prober.probe_now
-    server._registry_prober = prober
+    server.prober = prober
     server.access.write_log_level = logging.DEBUG  # registrations are refreshed every 2 s
     ref = weakref.ref(server)
 

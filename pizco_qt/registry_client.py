@@ -18,6 +18,7 @@ bounded wait); the refresh timer runs on the I/O thread and never blocks it.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import logging
 import os
 import socket
@@ -253,6 +254,11 @@ def lookup(name: str, registry: Optional[str] = None, *, protocol: Optional[Prot
         raise _unavailable(endpoint, exc) from None
     except KeyError:
         raise KeyError(f"no server named {name!r} is registered at {endpoint}") from None
+
+
+def identity(token: str) -> str:
+    """What a registered server's 'info' reply carries to prove it holds ``token`` (never the token)."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 # ====================================================================== the server side

@@ -189,7 +189,7 @@ class Server(Agent):
         info = super()._info()
         reg = self.registration
         if reg is not None:  # lets the registry check, itself, that this server holds its name
-            from .registry import identity
+            from .registry_client import identity
 
             info["registration"] = identity(reg.token)
         return info
