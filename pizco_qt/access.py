@@ -382,7 +382,7 @@ class AccessControl:
 
     @staticmethod
     def _refuse(client: Client, content: Any, serializer: str, reason: str, message: str) -> Any:
-        from .dispatch import encode_exception
+        from .errors import encode_exception
 
         action, name = request_name(content)
         logger.warning("refused %s %s of %s: %s", action, name, client.label, reason)

@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Set, Tuple
 from . import gate
 from ._qt import QtCore
 from .access import is_readonly
-from .errors import REASON_ATTR, RemoteError
+from .errors import REASON_ATTR, RemoteError, encode_exception
 from .signals import is_signal_like
 
 __all__ = ["dispatch", "default_return_as_remote", "default_force_as_object", "inspect_object",
@@ -140,32 +140,6 @@ def describe_object(obj: Any, only: Optional[Any] = None) -> Dict[str, Dict[str,
         out[name] = {"kind": kind, "type": type(value).__name__ if readable else "write-only",
                      "writable": writable}
     return out
-
-
-def _traceback_lines(exc: BaseException) -> list:
-    return [str(line) for line in traceback.format_exception(type(exc), exc, exc.__traceback__)]
-
-
-def encode_exception(exc: BaseException, serializer: str, tb_lines: Optional[list] = None) -> Any:
-    """An exception in a form the requester can rebuild (unpicklable ones become RemoteError)."""
-    tb = tb_lines if tb_lines is not None else _traceback_lines(exc)
-    if serializer == "json":
-        out = {"__exception__": type(exc).__name__, "module": type(exc).__module__,
-               "args": [str(a) for a in exc.args], "message": str(exc)}
-        reason = getattr(exc, REASON_ATTR, None)
-        if isinstance(reason, str):
-            out["reason"] = reason
-        return out, tb
-    try:
-        clean = pickle.loads(pickle.dumps(exc, pickle.HIGHEST_PROTOCOL))
-        if type(clean) is not type(exc):
-            raise TypeError("type changed in a pickle round trip")
-        return clean, tb
-    except Exception:
-        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        if type(exc).__module__ == "builtins":
-            name = type(exc).__qualname__
-        return RemoteError(name, str(exc), "".join(tb)), tb
 
 
 def _raise_reply(exc: BaseException, serializer: str) -> tuple:

@@ -4,7 +4,9 @@ Thread affinity: none (plain data).
 """
 from __future__ import annotations
 
-from typing import NoReturn, Sequence
+import pickle
+import traceback
+from typing import Any, NoReturn, Optional, Sequence
 
 __all__ = [
     "PizcoError",
@@ -24,6 +26,7 @@ __all__ = [
     "REASON_ATTR",
     "refusal",
     "denied_from",
+    "encode_exception",
 ]
 
 
@@ -207,3 +210,30 @@ def raise_remote(exc: BaseException, tb_lines: "Sequence[str] | str | None") -> 
     if text:
         raise exc from _RemoteTraceback(text)
     raise exc
+
+
+# ---------------------------------------------------------------------- exceptions on the wire
+def _traceback_lines(exc: BaseException) -> list:
+    return [str(line) for line in traceback.format_exception(type(exc), exc, exc.__traceback__)]
+
+
+def encode_exception(exc: BaseException, serializer: str, tb_lines: Optional[list] = None) -> Any:
+    """An exception in a form the requester can rebuild (unpicklable ones become RemoteError)."""
+    tb = tb_lines if tb_lines is not None else _traceback_lines(exc)
+    if serializer == "json":
+        out = {"__exception__": type(exc).__name__, "module": type(exc).__module__,
+               "args": [str(a) for a in exc.args], "message": str(exc)}
+        reason = getattr(exc, REASON_ATTR, None)
+        if isinstance(reason, str):
+            out["reason"] = reason
+        return out, tb
+    try:
+        clean = pickle.loads(pickle.dumps(exc, pickle.HIGHEST_PROTOCOL))
+        if type(clean) is not type(exc):
+            raise TypeError("type changed in a pickle round trip")
+        return clean, tb
+    except Exception:
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        if type(exc).__module__ == "builtins":
+            name = type(exc).__qualname__
+        return RemoteError(name, str(exc), "".join(tb)), tb

@@ -213,8 +213,7 @@ class _ProxyCore:
         if changed and notify and self.lock_sub.connections:
             from .remote_signals import _Incoming
 
-            inc = _Incoming(None, None, None)  # type: ignore[arg-type]
-            inc._args = (holder,)
+            inc = _Incoming(None, None, None, (holder,))  # type: ignore[arg-type]
             for conn in self.lock_sub.connections:
                 conn.push(inc)
 
@@ -887,7 +886,7 @@ class Proxy:
             This client is an observer.
         """
         self._proxy_core.take_lock(timeout)
-        return LockHandle(self)
+        return LockHandle(self._proxy_core)
 
     def _proxy_unlock(self) -> bool:
         """Release exclusive control; False if this proxy did not hold it."""
@@ -903,6 +902,15 @@ class Proxy:
     def _proxy_holds_lock(self) -> bool:
         """Whether this proxy holds exclusive control (as far as it knows)."""
         return self._proxy_core.lock_held
+
+    def _proxy_lock_holder_future(self) -> concurrent.futures.Future:
+        """``_proxy_lock_holder()`` without waiting: a Future of the holder dict, or None."""
+        core = self._proxy_core
+        if "lock" not in core.caps:
+            fut: concurrent.futures.Future = concurrent.futures.Future()
+            fut.set_result(None)
+            return fut
+        return core.call_async("lock_holder", {})
 
     def _proxy_write_blocked(self) -> Optional[str]:
         """Why this client may not write now (an observer, or another client holds exclusive control),
@@ -1068,8 +1076,8 @@ class LockHandle:
     Dropping the handle does not release the lock.
     """
 
-    def __init__(self, proxy: Proxy) -> None:
-        self._core = proxy._proxy_core
+    def __init__(self, core: _ProxyCore) -> None:
+        self._core = core
 
     def release(self) -> bool:
         """Release exclusive control; False if it was not held any more."""

@@ -33,9 +33,9 @@ class _Incoming:
 
     __slots__ = ("env", "frames", "loads", "_args")
 
-    def __init__(self, env: Envelope, frames: List[bytes], loads: Callable[..., Any]) -> None:
+    def __init__(self, env: Envelope, frames: List[bytes], loads: Callable[..., Any], args: Any = None) -> None:
         self.env, self.frames, self.loads = env, frames, loads
-        self._args: Any = _UNSET
+        self._args: Any = _UNSET if args is None else tuple(args)  # args: already decoded
 
     @property
     def args(self) -> tuple:

@@ -114,7 +114,7 @@ class Server(Agent):
         self._observer_protocol = _observer_protocol(protocol, observer_key)
         self._curve_roles = curve is not None and getattr(curve, "observers_dir", None) is not None
         #: Roles, exclusive control and the log of executed writes.
-        self.access = AccessControl(_publisher(self))
+        self.access = AccessControl(_publisher(self._publish_lock))
         self._lease_ticking = False
         self.served_object = served_object
         #: Whether private names are served (``private=True``).
@@ -549,14 +549,14 @@ class Server(Agent):
                                 protocol=protocol, gui=gui, verbose=verbose, timeout=timeout, curve=curve)
 
 
-def _publisher(server: "Server") -> Callable[[Optional[Dict[str, Any]]], None]:
-    """``server._publish_lock`` without a reference to the server (no cycle keeps it alive)."""
-    ref = weakref.ref(server)
+def _publisher(method: Callable[[Optional[Dict[str, Any]]], None]) -> Callable[[Optional[Dict[str, Any]]], None]:
+    """A server's lock publishing ``method`` without a reference to the server (no cycle keeps it alive)."""
+    ref = weakref.WeakMethod(method)
 
     def publish(holder: Optional[Dict[str, Any]]) -> None:
-        srv = ref()
-        if srv is not None:
-            srv._publish_lock(holder)
+        publish_lock = ref()
+        if publish_lock is not None:
+            publish_lock(holder)
     return publish
 
 

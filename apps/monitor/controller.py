@@ -292,7 +292,7 @@ class ServerSession(_Connection):
         conn.lost.connect(self._on_lost)
         conn.regained.connect(self._on_regained)
         self.role = proxy._proxy_role
-        self.lockable = "lock" in proxy._proxy_core.caps
+        self.lockable = "lock" in proxy._proxy_capabilities
         if self.lockable:
             proxy._proxy_lock_changed.connect(self._on_lock_changed)
             self._ask_holder()
@@ -323,7 +323,7 @@ class ServerSession(_Connection):
         proxy = self._proxy
         if proxy is None or not self.lockable:
             return
-        self._calls.watch(proxy._proxy_core.call_async("lock_holder", {}), self._on_lock_changed,
+        self._calls.watch(proxy._proxy_lock_holder_future(), self._on_lock_changed,
                           lambda exc: logger.debug("asking %s for its lock holder: %s", self.label, exc),
                           self.timeout)
 
