@@ -1,6 +1,7 @@
 """Served classes for tests/test_station.py (imported by the station's child processes)."""
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -31,9 +32,16 @@ class Ticker:
 class Plain:
     """A plain served object with a value and a method."""
 
-    def __init__(self, value: int = 0, label: str = "") -> None:
+    def __init__(self, value: int = 0, label: str = "", cleanup_marker: str = "") -> None:
         self.value = value
         self.label = label
+        if cleanup_marker:  # proves a clean exit: written only if the process ends normally
+            atexit.register(self._clean_up, cleanup_marker)
+
+    @staticmethod
+    def _clean_up(marker: str) -> None:
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
 
     def add(self, a: int, b: int) -> int:
         return a + b + self.value

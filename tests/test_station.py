@@ -201,7 +201,6 @@ def test_backoff_doubles_to_30_s_resets_after_60_s_healthy_and_fails_at_5_exits_
 def test_five_unexpected_exits_in_60_s_mark_it_failed_until_started_by_hand(tmp_path, monkeypatch):
     monkeypatch.setattr(Station, "backoff_initial", 0.05)  # the rule, not the waiting, is under test
     marker = tmp_path / "started-once"
-    # start_registry = false and nobody answers: the servers start all the same
     station = Station([{"name": "fragile", "class": "station_objects:DiesOnRestart",
                         "args": [str(marker)], "path": HERE}],
                       name="lab-f", registry=_free_tcp_endpoint(), start_registry=False)
@@ -224,20 +223,36 @@ def test_five_unexpected_exits_in_60_s_mark_it_failed_until_started_by_hand(tmp_
     assert _state(station, "fragile")["state"] == "stopped" and not pid_alive(again["pid"])
 
 
-def test_restart_never_leaves_it_down_and_always_restarts_a_clean_exit(tmp_path):
+def test_restart_policies_and_registering_once_a_registry_appears(tmp_path, monkeypatch):
+    from pizco_qt.registry import serve_registry
+
+    registry = _free_tcp_endpoint()
     station = Station([{"name": "once", "class": "station_objects:Plain", "path": HERE, "restart": "never"},
-                       {"name": "keen", "class": "station_objects:Plain", "path": HERE, "restart": "always"}],
-                      name="lab-p", registry=_free_tcp_endpoint(), start_registry=False)
-    with station:
-        once, keen = _state(station, "once"), _state(station, "keen")
-        os.kill(once["pid"], signal.SIGKILL)
+                       {"name": "keen", "class": "station_objects:Plain", "path": HERE, "restart": "always"},
+                       {"name": "calm", "class": "station_objects:Plain", "path": HERE}],
+                      name="lab-p", registry=registry, start_registry=False)
+    with station:  # start_registry = false and no registry answers: the servers start all the same
+        once, keen, calm = (_state(station, n) for n in ("once", "keen", "calm"))
+        os.kill(once["pid"], signal.SIGKILL)  # "never": a death by a signal leaves it failed
+        os.kill(calm["pid"], signal.SIGTERM)  # "on-failure": a clean exit (status 0) leaves it stopped
+        os.kill(keen["pid"], signal.SIGTERM)  # "always": a clean exit is restarted
         wait_until(lambda: _state(station, "once")["state"] == "failed", timeout=5)
         assert "SIGKILL" in _state(station, "once")["last_error"]
-        os.kill(keen["pid"], signal.SIGTERM)  # a clean exit (status 0): "always" restarts it
         back = wait_until(lambda: (lambda s: s if s["state"] == "running" and s["pid"] != keen["pid"] else None)(
             _state(station, "keen")), timeout=5)
         assert back["restarts"] == 1 and back["last_error"] is None
+        wait_until(lambda: _state(station, "calm")["state"] == "stopped", timeout=5)
+        assert _state(station, "calm")["last_error"] is None and _state(station, "calm")["restarts"] == 0
         assert _state(station, "once")["state"] == "failed" and _state(station, "once")["restarts"] == 0
+        assert not pid_alive(once["pid"]) and not pid_alive(calm["pid"])
+        # a registry appears: the running server registers with the station's name
+        reg = serve_registry(registry)
+        try:
+            monkeypatch.setenv("PZC_REGISTRY", registry)
+            entry = wait_until(lambda: _entry_or_none("keen"), timeout=8)
+            assert entry["station"] == "lab-p" and entry["pid"] == back["pid"]
+        finally:
+            reg.stop()
 
 
 def test_a_server_that_cannot_start_stops_the_others_and_is_named_with_its_stderr(tmp_path):
@@ -254,18 +269,38 @@ def test_a_server_that_cannot_start_stops_the_others_and_is_named_with_its_stder
 
 
 # ---------------------------------------------------------------------------- the command line
-def test_pizco_station_sigterm_stops_every_child_and_exits_0(tmp_path, spawn):
+CLEAN = """\
+    [station]
+    name = "lab-c"
+    registry = "{registry}"
+    [[server]]
+    name = "one"
+    class = "station_objects:Plain"
+    kwargs = {{ cleanup_marker = "{tmp}/one.cleaned" }}
+    path = "{tests}"
+    [[server]]
+    name = "two"
+    class = "station_objects:Plain"
+    kwargs = {{ cleanup_marker = "{tmp}/two.cleaned" }}
+    path = "{tests}"
+"""
+
+
+@pytest.mark.parametrize("gui", [False, True], ids=["headless", "gui"])
+def test_pizco_station_sigterm_stops_every_child_cleanly_and_exits_0(tmp_path, spawn, gui):
     registry = _free_tcp_endpoint()
-    path = _write(tmp_path / "lab.toml", LAB.format(registry=registry, tests=HERE))
-    child = spawn(STATION_ARGV + [path])
-    assert child.line(30) == "pizco-station ready lab-t servers=2", child.describe()
+    path = _write(tmp_path / "lab.toml", CLEAN.format(registry=registry, tests=HERE, tmp=tmp_path))
+    child = spawn(STATION_ARGV + [path] + (["--gui"] if gui else []), env={"QT_QPA_PLATFORM": "offscreen"})
+    assert child.line(30) == "pizco-station ready lab-c servers=2", child.describe()
     pids = _children_of(child.pid)
     assert len(pids) == 3  # the registry it started and the two servers
-    entry = lookup("ticker", registry, timeout=5)
-    assert entry["pid"] in pids and entry["station"] == "lab-t"
+    entry = lookup("one", registry, timeout=5)
+    assert entry["pid"] in pids and entry["station"] == "lab-c"
     child.signal(signal.SIGTERM)
     assert child.wait(15) == 0, child.describe()
     wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=5)
+    # each server ran its own cleanup (its process ended normally, not killed)
+    assert (tmp_path / "one.cleaned").exists() and (tmp_path / "two.cleaned").exists()
 
 
 def test_no_child_outlives_a_killed_station(tmp_path, spawn):
@@ -417,14 +452,14 @@ def test_the_example_station_serves_both_simulated_instruments(spawn, monkeypatc
 
 
 # ---------------------------------------------------------------------------- the window
-def test_the_station_window_shows_states_and_restarts_and_acts(qtbot, tmp_path, monkeypatch):
+def test_the_station_window_shows_states_and_restarts_and_acts(qtbot, tmp_path, monkeypatch, reg_server):
     from qtpy import QtWidgets
 
     from pizco_qt.apps.station import StationWindow
 
     station = Station([{"name": "alpha", "class": "station_objects:Plain", "path": HERE},
                        {"name": "beta", "class": "station_objects:Ticker", "path": HERE}],
-                      name="lab-w", registry=_free_tcp_endpoint(), start_registry=False)
+                      name="lab-w", registry=reg_server.rep_endpoint)
     station.start()
     window = None
     try:
@@ -451,6 +486,9 @@ def test_the_station_window_shows_states_and_restarts_and_acts(qtbot, tmp_path, 
         assert window.grab().save(str(shot)) and shot.stat().st_size > 0
         window.start_selected()
         qtbot.waitUntil(lambda: model.text(0, model.STATE) == "running", timeout=10000)
+        monitor = window.open_monitor("beta")  # the monitor, on the station's registry, with beta selected
+        qtbot.waitUntil(lambda: monitor.current is not None and monitor.current.key == "beta", timeout=10000)
+        assert monitor.isVisible()
         # closing asks first: refused, nothing stops; accepted, the station stops
         monkeypatch.setattr(QtWidgets.QMessageBox, "question", lambda *a, **k: QtWidgets.QMessageBox.Cancel)
         assert not window.close()
@@ -461,6 +499,7 @@ def test_the_station_window_shows_states_and_restarts_and_acts(qtbot, tmp_path, 
             assert window.close()
         assert all(s["state"] == "stopped" for s in station.status())
         assert not any(pid_alive(p) for p in pids)
+        assert window.monitor is None and not monitor.isVisible()
     finally:
         station.stop()
 
