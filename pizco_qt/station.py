@@ -580,10 +580,14 @@ class Station:
         except ProcessStartError as exc:
             child.stop(timeout=0.5)  # reaped already: this closes its pipes
             with self._lock:
-                m.child = None
-                m.state = "failed"
-                m.last_error = (f"could not start: {_describe_exit(exc.returncode)}\n"
-                                + _tail(exc.stderr)).rstrip()
+                if m.child is child:
+                    m.child = None
+                if self._closing.is_set():  # the station stopped it while it started
+                    m.state = "stopped"
+                else:
+                    m.state = "failed"
+                    m.last_error = (f"could not start: {_describe_exit(exc.returncode)}\n"
+                                    + _tail(exc.stderr)).rstrip()
             raise ProcessStartError(f"the station {self.name!r} could not start the server {m.name!r} "
                                     f"({m.spec['class']}): {_describe_exit(exc.returncode)} before it was ready",
                                     exc.returncode, exc.stderr) from None

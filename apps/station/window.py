@@ -393,9 +393,9 @@ class StationWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"Stopping the station {self.station.name}\u2026")
         QtWidgets.QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
+            self.station.stop()  # a start in progress in a worker fails at once, a stop finishes
             for worker in self._workers:
-                worker.join(self.station.stop_timeout + self.station.start_timeout)
-            self.station.stop()
+                worker.join(self.station.stop_timeout + 2.0)
         finally:
             QtWidgets.QApplication.restoreOverrideCursor()
         if self.monitor is not None:
