@@ -350,7 +350,8 @@ class StationWindow(QtWidgets.QMainWindow):
             self.monitor = MonitorWindow(self.station.registry)
             self.monitor.setAttribute(Qt.WA_DeleteOnClose, False)
         self.monitor.show()
-        self.monitor.raise_()
+        if QtGui.QGuiApplication.platformName() != "offscreen":  # it has no window stacking
+            self.monitor.raise_()
         self._monitor_target = name
         if name is not None:
             self._select_in_monitor(name, 50)
