@@ -121,7 +121,7 @@ class StationModel(QtCore.QAbstractTableModel):
                 lines += ["", "last error:", s["last_error"]]
             return "\n".join(lines)
         if role == Qt.TextAlignmentRole and col in (self.PID, self.UPTIME, self.RESTARTS):
-            return int(Qt.AlignRight | Qt.AlignVCenter)
+            return Qt.AlignRight | Qt.AlignVCenter
         if role == Qt.UserRole:
             return s["name"]
         return None
