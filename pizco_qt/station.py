@@ -403,6 +403,9 @@ class Station:
     backoff_initial, backoff_max, healthy_after = 0.5, 30.0, 60.0
     #: Unexpected exits within ``failure_window`` seconds that mark a server failed.
     failure_limit, failure_window = 5, 60.0
+    #: Copy the children's output to this process's stdout/stderr, each line prefixed with
+    #: ``[station/server pid]`` (``pizco-station -v``); otherwise it is logged at DEBUG.
+    relay_output = False
 
     def __init__(self, servers: Sequence[Dict[str, Any]], name: Optional[str] = None,
                  registry: Optional[str] = None, start_registry: bool = True) -> None:
@@ -555,7 +558,7 @@ class Station:
         env = _child_env(None)
         env["PZC_REGISTRY"] = self.registry
         env[config.STATION_ENV] = self.name
-        m.child = ChildProcess(self._argv(m), env, f"{self.name}/{m.name}")
+        m.child = ChildProcess(self._argv(m), env, f"{self.name}/{m.name}", verbose=self.relay_output)
         m.child.stop_timeout = self.stop_timeout
         m.spawned_at = time.monotonic()
         m.started_at = None
@@ -807,7 +810,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gui", action="store_true", help="show the station window")
     parser.add_argument("--dry-run", action="store_true",
                         help="only check the file and print its servers (imports nothing, binds nothing)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the supervisor does")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what the supervisor does and show the servers' output, each line "
+                             "prefixed with [station/server pid]")
     return parser
 
 
@@ -828,6 +833,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         station = Station.from_file(args.file)
     except StationFileError as exc:
         return _error(str(exc), 2)
+    station.relay_output = args.verbose
     if args.dry_run:
         for entry in station.status():
             print(f"{entry['name']} {entry['class']}")
