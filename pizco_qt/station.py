@@ -156,6 +156,9 @@ def _check_station(table: Any, where: Any) -> Dict[str, Any]:
     if registry is not None and not _endpoint_ok(registry):
         raise where("registry", f"[station]: 'registry' must be a ZMQ endpoint such as "
                                 f"\"tcp://127.0.0.1:5777\", not {registry!r}")
+    if registry is not None and registry.startswith("tcp://") and registry.endswith((":0", ":*")):
+        raise where("registry", f"[station]: 'registry' needs a fixed port (its servers must find it), "
+                                f"not {registry!r}")
     start_registry = table.get("start_registry", True)
     if not isinstance(start_registry, bool):
         raise where("start_registry", f"[station]: 'start_registry' must be true or false, not {start_registry!r}")

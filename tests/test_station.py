@@ -344,12 +344,13 @@ BAD_FILES = [
     ('[[server]]\nname = "a"\nclass = "no class here"\n', "'class' must be \"module:Class\"", 3),
     ('[station]\nstart_registry = "yes"\n' + GOOD_SERVER, "'start_registry' must be true or false", 2),
     ('extra = 1\n' + GOOD_SERVER, "unknown key 'extra'", 1),
+    ('[station]\nregistry = "tcp://127.0.0.1:0"\n' + GOOD_SERVER, "'registry' needs a fixed port", 2),
 ]
 
 
 @pytest.mark.parametrize("text, named, line", BAD_FILES,
                          ids=["missing", "toml", "unknown", "station-key", "no-name", "no-class", "duplicate",
-                              "restart", "single-table", "class", "start-registry", "top-level"])
+                              "restart", "single-table", "class", "start-registry", "top-level", "registry-port-0"])
 def test_bad_files_exit_2_with_one_line_naming_the_key(tmp_path, capsys, text, named, line):
     path = tmp_path / "lab.toml"
     if text is not None:
