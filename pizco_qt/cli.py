@@ -31,6 +31,7 @@ import threading
 import traceback
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .endpoints import with_port
 from .security import add_curve_arguments, curve_from_args
 
 logger = logging.getLogger(__name__)
@@ -89,9 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_pub(rep: str) -> str:
-    if rep.startswith("tcp://"):
-        return rep[6:].rsplit(":", 1)[0].join(("tcp://", ":0"))
-    return rep + "-pub"
+    return with_port(rep, 0) or rep + "-pub"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 __all__ = ["normalize", "normalize_optional", "split_tcp", "is_wildcard", "connectable", "bindable", "resolved",
-           "WILDCARD_HOSTS"]
+           "with_port", "fixed_port", "host_of", "WILDCARD_HOSTS"]
 
 
 def _port(value: Any, given: Any) -> int:
@@ -124,3 +124,30 @@ def resolved(requested: str, last_endpoint: str) -> str:
     if parts is not None and parts[1] in ("0", "*"):
         return f"tcp://{parts[0]}:{last_endpoint.rpartition(':')[2]}"
     return requested
+
+
+def with_port(endpoint: str, port: "int | str") -> Optional[str]:
+    """The same ``tcp://`` host with another port (``0``: a free one); None for other transports.
+
+    >>> with_port("tcp://127.0.0.1:5555", 0)
+    'tcp://127.0.0.1:0'
+    """
+    parts = split_tcp(endpoint)
+    return None if parts is None else f"tcp://{parts[0]}:{port}"
+
+
+def fixed_port(endpoint: str) -> bool:
+    """Whether ``endpoint`` is ``tcp://`` with a given port (not ``0`` nor ``*``)."""
+    parts = split_tcp(endpoint)
+    return parts is not None and parts[1] not in ("0", "*")
+
+
+def host_of(endpoint: str) -> Optional[str]:
+    """The host of a ``tcp://`` endpoint without IPv6 brackets or a ``source;`` prefix; None otherwise."""
+    parts = split_tcp(endpoint)
+    if parts is None:
+        return None
+    host = parts[0]
+    if host.startswith("["):
+        return host[1:host.index("]")]
+    return host.split(";")[-1]

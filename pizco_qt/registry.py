@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import config
 from .access import readonly
-from .endpoints import normalize_optional
+from .endpoints import fixed_port, normalize_optional, with_port
 from .errors import PizcoError, RemoteTimeout
 from .protocol import Protocol
 from .registry_client import (ENTRY_KEYS, EXPIRY, OPTIONAL_KEYS, REFRESH_PERIOD, REGISTRY_TIMEOUT, RESERVE_TIMEOUT,
@@ -386,9 +386,7 @@ def _same_fixed_endpoint(record: _Record, rep_endpoint: Any) -> bool:
     expects the holder to be dead (a restart after a crash); whether it is, the
     registry finds out itself when the newcomer registers.
     """
-    if not isinstance(rep_endpoint, str) or not rep_endpoint.startswith("tcp://"):
-        return False
-    if rep_endpoint.endswith((":0", ":*")):
+    if not isinstance(rep_endpoint, str) or not fixed_port(rep_endpoint):
         return False
     return rep_endpoint == record.entry.get("rep_endpoint")
 
@@ -421,9 +419,7 @@ def registry_proxy(registry: Optional[str] = None, timeout: float = REGISTRY_TIM
 
 # ====================================================================== serving a registry
 def _default_pub(rep: str) -> str:
-    if rep.startswith("tcp://"):
-        return rep.rsplit(":", 1)[0] + ":0"
-    return rep + "-pub"
+    return with_port(rep, 0) or rep + "-pub"
 
 
 def _registry_server_class() -> type:

@@ -32,7 +32,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import config, iothread
 from .agent import new_msgid
-from .endpoints import is_wildcard, normalize_optional, split_tcp
+from .endpoints import host_of, is_wildcard, normalize_optional, split_tcp
 from .errors import AuthenticationError, NameTaken, PizcoError, ProtocolError, RemoteError, RemoteTimeout
 from .protocol import Protocol
 from .security import CurveConfig
@@ -269,8 +269,8 @@ def _advertised(endpoint: str, registry: str) -> str:
         return endpoint
     port = parts[1]
     address = "127.0.0.1"
-    if registry.startswith("tcp://"):
-        reg_host = registry[6:].rsplit(":", 1)[0].strip("[]")
+    reg_host = host_of(registry)
+    if reg_host is not None:
         if reg_host not in ("127.0.0.1", "localhost", "::1", "*", "0.0.0.0"):
             try:  # the local address that routes to the registry (a UDP connect sends nothing)
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

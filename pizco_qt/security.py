@@ -20,6 +20,7 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 from . import forking
+from .endpoints import host_of
 from .zmq_io import close_owned
 from .errors import AuthenticationError, InsecureBind, PizcoError, ProtocolError, RemoteTimeout
 from .protocol import Protocol
@@ -31,13 +32,7 @@ __all__ = ["is_loopback_endpoint", "check_bind_allowed", "ReplayCache", "CurveCo
 
 
 def _host(endpoint: str) -> Optional[str]:
-    if not endpoint.startswith("tcp://"):
-        return None  # ipc:// and inproc:// never leave the machine
-    rest = endpoint[len("tcp://"):]
-    if rest.startswith("["):
-        return rest[1:rest.index("]")]
-    host = rest.rsplit(":", 1)[0]
-    return host.split(";")[-1]
+    return host_of(endpoint)  # None for ipc:// and inproc://, which never leave the machine
 
 
 def is_loopback_endpoint(endpoint: str) -> bool:
