@@ -22,7 +22,14 @@ HIERARCHY = [
     (errors.NameTaken, (), ("the name 'stage' is used by a live server",)),
     (errors.AccessDenied, (PermissionError,), ("observers may not write",)),
     (errors.Locked, (PermissionError,), ("locked by alice@lab:42",)),
+    (errors.TooManyOpenFiles, (OSError,), ("1020 of 1024 file descriptors are open",)),
 ]
+
+
+def test_every_error_class_is_in_the_table():
+    classes = {obj for obj in vars(errors).values()
+               if isinstance(obj, type) and issubclass(obj, errors.PizcoError)}
+    assert classes - {errors.PizcoError} == {cls for cls, _, _ in HIERARCHY}
 
 
 @pytest.mark.parametrize("cls, builtins, args", HIERARCHY, ids=[c.__name__ for c, _, _ in HIERARCHY])
