@@ -377,7 +377,8 @@ class _ProxyCore:
             self.check_process()
         if self.closed:
             raise ProxyClosed(f"this proxy to {self.endpoint} is stopped")
-        if not self.alive:
+        liveness = self.liveness
+        if not liveness.alive:
             raise ConnectionLost(f"the server at {self.endpoint} is not answering (lost); "
                                  "the call was not sent")
         content = ("PSMessage", action, options)
@@ -390,9 +391,10 @@ class _ProxyCore:
                                                    self.timeout if timeout is None else timeout,
                                                    action, self.req_serializer, self.compact)
         except RemoteTimeout:
-            self.liveness.call_timed_out()
+            liveness.call_timed_out()
             raise
-        self.liveness.call_answered()
+        if not liveness.alive:  # the common case skips the call
+            liveness.call_answered()
         content = self.decode(frames)
         if type(content) is tuple and len(content) == 3 and content[1] == "return" and content[0] == "PSMessage":
             return content[2]  # the common reply, without interpret()'s other cases
