@@ -490,6 +490,8 @@ def test_the_station_window_shows_states_and_restarts_and_acts(qtbot, tmp_path, 
         monitor = window.open_monitor("beta")  # the monitor, on the station's registry, with beta selected
         qtbot.waitUntil(lambda: monitor.current is not None and monitor.current.key == "beta", timeout=10000)
         assert monitor.isVisible()
+        # its attributes are read (so no read is still under way when the window closes it)
+        qtbot.waitUntil(lambda: monitor.attribute_model.rowCount() > 0, timeout=10000)
         # closing asks first: refused, nothing stops; accepted, the station stops
         monkeypatch.setattr(QtWidgets.QMessageBox, "question", lambda *a, **k: QtWidgets.QMessageBox.Cancel)
         assert not window.close()
@@ -521,7 +523,9 @@ def test_the_monitor_shows_the_station_of_a_server(qtbot, reg_server, monkeypatc
         qtbot.addWidget(window)
         col = ServerListModel.COLUMNS.index("Station")
         model = window.server_model
-        qtbot.waitUntil(lambda: model.rowCount() == 1, timeout=10000)
+        state = ServerListModel.COLUMNS.index("State")
+        # online: the monitor's connection job is over, so closing leaves no worker behind
+        qtbot.waitUntil(lambda: model.rowCount() == 1 and model.index(0, state).data() == "online", timeout=10000)
         assert model.index(0, 0).data() == "stage" and model.index(0, col).data() == "lab-3"
         assert "station lab-3" in model.index(0, 0).data(3)  # Qt.ToolTipRole
     finally:
