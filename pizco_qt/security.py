@@ -315,6 +315,31 @@ _inherited_auth: List[Any] = []
 forking.on_fork_child(_reset_after_fork)
 
 
+def _start_authenticator(factory: Any, context: Any) -> Any:
+    """Start a ZAP authenticator, waiting (up to 2 s) for a stopped one's endpoint to be released.
+
+    libzmq closes a socket asynchronously, so the ``inproc://zeromq.zap.01``
+    endpoint of an authenticator stopped just before may still be bound.
+    """
+    import zmq
+
+    deadline = time.monotonic() + 2.0
+    pause = threading.Event()
+    while True:
+        auth = factory(context, log=logging.getLogger("pizco_qt.zap"))
+        try:
+            auth.start()
+            return auth
+        except zmq.ZMQError as exc:
+            try:
+                auth.stop()
+            except Exception:  # pragma: no cover - a half-started authenticator
+                pass
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+        pause.wait(0.01)
+
+
 def register_curve_server(curve: CurveConfig, context: Any) -> str:
     """Admit clients of one CURVE server: returns the ZAP domain its sockets must use.
 
@@ -326,8 +351,7 @@ def register_curve_server(curve: CurveConfig, context: Any) -> str:
     global _auth
     with _auth_lock:
         if _auth is None:
-            auth = ThreadAuthenticator(context, log=logging.getLogger("pizco_qt.zap"))
-            auth.start()
+            auth = _start_authenticator(ThreadAuthenticator, context)
             auth.thread.name = "pizco-zap"
             _auth = auth
         domain = f"pizco-{uuid.uuid4().hex[:12]}"

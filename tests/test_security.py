@@ -489,3 +489,14 @@ def test_curve_options_of_pizco_monitor(qtbot, closing, tmp_path, monkeypatch):
         qtbot.waitUntil(lambda: "position" in window.attribute_model.names(), timeout=15000)
     finally:
         window.close()
+
+
+def test_curve_authenticator_restarted_right_after_the_last_one_stopped(tmp_path):
+    """The ZAP endpoint of a stopped authenticator is released asynchronously: no 'address in use'."""
+    from pizco_qt import iothread
+    from pizco_qt.security import register_curve_server, unregister_curve_server
+
+    keys, _ = _curve_keys(tmp_path)
+    curve = CurveConfig(keys / "server.key_secret")
+    for _ in range(50):  # each stop is the last one, each register starts a new authenticator
+        unregister_curve_server(register_curve_server(curve, iothread.context()))
