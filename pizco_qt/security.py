@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import forking
 from .endpoints import host_of
@@ -89,11 +89,13 @@ class ReplayCache:
     WINDOW = 600.0
     SIZE = 100_000
 
-    def __init__(self, window: float = WINDOW, size: int = SIZE) -> None:
+    def __init__(self, window: float = WINDOW, size: int = SIZE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         import collections
 
         self.window = float(window)
         self.size = int(size)
+        self._clock = clock
         self._keys_seen: "set[int]" = set()
         self._order: "collections.deque[tuple[float, int, int]]" = collections.deque()  # the oldest first
 
@@ -113,7 +115,7 @@ class ReplayCache:
 
     def check_and_add(self, signature: Any, msgid: str) -> bool:
         """Record a request; True if it is a replay (nothing of it may run then)."""
-        now = time.monotonic()
+        now = self._clock()
         order = self._order
         while order and now - order[0][0] >= self.window:
             self._forget_oldest()

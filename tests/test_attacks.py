@@ -459,12 +459,11 @@ def test_a_captured_signed_request_is_answered_at_most_once(closing, raw):
         assert [proxy.bump() for _ in range(3)] == [4, 5, 6]  # fresh ids are served
 
 
-def test_the_replay_cache_is_bounded_and_forgets_after_ten_minutes(monkeypatch):
+def test_the_replay_cache_is_bounded_and_forgets_after_ten_minutes():
     from pizco_qt import security
 
     now = [1000.0]
-    monkeypatch.setattr(security.time, "monotonic", lambda: now[0])
-    cache = security.ReplayCache(size=3)
+    cache = security.ReplayCache(size=3, clock=lambda: now[0])
     assert cache.window == 600.0
     assert not cache.check_and_add(b"s1", "m1")
     assert cache.check_and_add(b"s1", "m-other") and cache.check_and_add(b"s-other", "m1")
