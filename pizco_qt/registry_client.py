@@ -193,16 +193,23 @@ def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, t
         frames = protocol.encode(f"registry-client-{os.getpid()}", "", _exec_message(method, args), msgid,
                                  REGISTRY_SERIALIZER)
         sock.connect(endpoint)
-        sock.send_multipart([b""] + frames, zmq.NOBLOCK, copy=False)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         deadline = time.monotonic() + timeout
+        sent = False
         while True:
+            if not sent:  # the connection may be between two attempts (a refused handshake drops it)
+                try:
+                    sock.send_multipart([b""] + frames, zmq.NOBLOCK, copy=False)
+                    sent = True
+                except zmq.Again:
+                    pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _NoAnswer(f"no reply from {endpoint} within {timeout:g} s")
-            events = dict(poller.poll(max(1, int(remaining * 1000))))
+            wait = remaining if sent else min(remaining, 0.01)
+            events = dict(poller.poll(max(1, int(wait * 1000))))
             if monitor in events:
                 event = recv_monitor_message(monitor)["event"]
                 if event & _HANDSHAKE_FAILURES:
