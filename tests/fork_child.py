@@ -29,6 +29,9 @@ def attempt(what, fn):
 
 
 def in_child(server, proxy, parent_pid):
+    import signal
+
+    signal.alarm(20)  # a child that hangs (a regression) ends by itself, never left behind
     out = {"parent": parent_pid, "child": os.getpid()}
     out["inherited"] = [
         attempt("proxy call", lambda: proxy.move_by(1)),
