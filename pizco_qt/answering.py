@@ -376,7 +376,7 @@ class Answerer:
         reason = str(exc)
         now = time.monotonic()
         if now - self._reject_times.get(reason, 0.0) > self.settings.reject_log_interval:  # rate-limited
-            if len(self._reject_times) > 256:  # reasons quote hostile input: keep it bounded
+            if len(self._reject_times) > self.settings.max_reject_reasons:  # reasons quote hostile input: keep it bounded
                 self._reject_times.clear()
             self._reject_times[reason] = now
             logger.warning("rejected a request at %s: %s", self.endpoint, reason)

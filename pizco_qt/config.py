@@ -65,10 +65,11 @@ class Settings:
     #: Frames of at least this many bytes travel without copies (out-of-band
     #: buffers, zero-copy sends); smaller messages may travel as one compact frame.
     large_frame: int = 64 * 1024
-    #: Most messages one socket hands over per turn of the I/O thread (requests
-    #: per turn of a polling worker: ``request_batch``).
+    #: Most messages one socket hands over per turn of the I/O thread.
     io_batch: int = 1000
+    #: Most notifications a proxy's subscribe socket hands over per turn of the I/O thread.
     notification_batch: int = 2000
+    #: Most requests a server's worker answers per turn before it polls again.
     request_batch: int = 256
     #: Seconds after its last registration that a registry entry expires.
     registry_expiry: float = 6.0
@@ -82,6 +83,40 @@ class Settings:
     registry_timeout: float = 3.0
     #: The station this process's servers belong to ('' = none). ``PZC_STATION``.
     station: str = ""
+    #: Longest time (s) one turn of a Qt event loop spends on pizco_qt deliveries
+    #: before painting, input and timers run (the rest follows next turn).
+    turn_budget: float = 0.010
+    #: Subscription topics longer than this (utf-8 bytes) are ignored by a server.
+    max_topic_bytes: int = 256
+    #: Distinct topics an empty server (nothing served yet) keeps counts for.
+    max_pending_topics: int = 1024
+    #: Watched attributes whose due times are closer than this (s) share one poll request.
+    poll_slack: float = 0.02
+    #: Shortest time (s) a poll may stay unanswered before it is sent again
+    #: (the proxy's timeout when longer).
+    poll_resend_floor: float = 1.0
+    #: How many stderr lines of a child server process are kept for error messages.
+    stderr_tail: int = 40
+    #: Seconds ``ChildProcess.stop()`` waits for a clean exit before it kills the child.
+    child_stop_timeout: float = 5.0
+    #: Default seconds ``serve_in_process`` waits for the child's ready line.
+    process_start_timeout: float = 30.0
+    #: How many errors raised by served code a server keeps (``Server.recent_errors``).
+    recent_errors: int = 50
+    #: Answers of futures nobody waits for yet that a proxy keeps (the oldest go first) ...
+    max_orphans: int = 256
+    #: ... and how long (s) it keeps them once there are more than ``max_orphans``.
+    orphan_expiry: float = 30.0
+    #: Subscription acknowledgements one turn of a server's publisher answers.
+    max_acks: int = 256
+    #: Distinct reject reasons a server remembers for rate-limiting its log (then it forgets them all).
+    max_reject_reasons: int = 256
+    #: Longest time (s) between a proxy's liveness checks (a check runs every
+    #: ``min(heartbeat, this)`` until the first heartbeat, then every half period).
+    liveness_check_interval: float = 0.5
+    #: Shortest time (s) a reconnecting proxy waits for the probe's answer, and
+    #: between two fresh subscription connections to the same server.
+    liveness_floor: float = 1.0
 
     @classmethod
     def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":

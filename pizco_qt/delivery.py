@@ -9,7 +9,7 @@ thread, so plain scripts without any QApplication get their callbacks too.
 
 Items for one target are batched: while a batch is waiting to run, new items
 join it, so a flood costs one queued Qt event per turn of the target's loop,
-and one turn spends at most ``TURN_BUDGET`` on them before letting painting,
+and one turn spends at most ``Settings.turn_budget`` on them before letting painting,
 input and timers run. ``QThreadCaller`` runs a server's calls in the thread of
 a served QObject.
 
@@ -26,7 +26,7 @@ import time
 import weakref
 from typing import Any, Callable, Optional
 
-from . import forking
+from . import config, forking
 from ._qt import QObject, QThread, QtCore, Signal, Slot, app_instance, runs_event_loop
 
 logger = logging.getLogger(__name__)
@@ -103,12 +103,7 @@ class _Courier(QObject):
     def _on_arrived(self) -> None:
         target = self._target()
         if target is not None:
-            target.drain(TURN_BUDGET)
-
-
-#: Longest time (s) one turn of a Qt event loop spends on deliveries before it
-#: lets other events (painting, input, timers) run; the rest follows next turn.
-TURN_BUDGET = 0.010
+            target.drain(config.DEFAULTS.turn_budget)
 
 
 class Target:

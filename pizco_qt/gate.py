@@ -33,12 +33,14 @@ import inspect as _inspect
 import types
 from typing import Any, Dict, Iterable, Optional, Set
 
+from . import config
 from ._qt import QtCore
+from .config import Settings
 from .errors import refusal
 from .protocol import FUTURE_TOPIC, HEARTBEAT_TOPIC, LOCK_TOPIC
 from .signals import is_signal_like
 
-__all__ = ["EXEC_DUNDERS", "RESERVED_TOPICS", "MAX_TOPIC_BYTES", "is_private_name", "check_name",
+__all__ = ["EXEC_DUNDERS", "RESERVED_TOPICS", "is_private_name", "check_name",
            "check_request", "topic_allowed", "is_static_signal", "InstantiablePolicy", "resolve_instantiable"]
 
 #: Methods ``exec`` may call on a named attribute besides its public names.
@@ -46,12 +48,6 @@ EXEC_DUNDERS = frozenset({"__call__", "__getitem__", "__setitem__", "__delitem__
 
 #: Topics pizco_qt itself publishes on (never names of the served object). Add new ones here.
 RESERVED_TOPICS: Set[str] = {HEARTBEAT_TOPIC, FUTURE_TOPIC, LOCK_TOPIC}
-
-#: Subscription topics longer than this (utf-8 bytes) are ignored.
-MAX_TOPIC_BYTES = 256
-
-#: Distinct topics an empty server (nothing served yet) keeps counts for.
-MAX_PENDING_TOPICS = 1024
 
 
 def is_private_name(name: str) -> bool:
@@ -133,12 +129,14 @@ def topic_allowed(server: Any, topic: str) -> bool:
 
     Reserved topics pass; other ``__x__`` topics, private topics (unless
     ``private=True``) and topics that are not signals of the served object are
-    ignored. An empty server (nothing served yet) keeps a bounded number of
+    ignored, and so are topics longer than the server's ``settings.max_topic_bytes``.
+    An empty server (nothing served yet) keeps ``settings.max_pending_topics``
     public topics for the object ``instantiate`` will make.
     """
     if topic in RESERVED_TOPICS:
         return True
-    if len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
+    settings = _settings_of(server)
+    if len(topic.encode("utf-8")) > settings.max_topic_bytes:
         return False
     if topic.startswith("_") and not _allows_private(server):
         return False
@@ -148,8 +146,14 @@ def topic_allowed(server: Any, topic: str) -> bool:
     if obj is None:
         publisher = getattr(server, "publisher", None)
         counts = publisher.counts() if publisher is not None else {}
-        return topic in counts or len(counts) < MAX_PENDING_TOPICS
+        return topic in counts or len(counts) < settings.max_pending_topics
     return is_static_signal(obj, topic)
+
+
+def _settings_of(server: Any) -> Settings:
+    """The server's Settings (the defaults for an object that has none)."""
+    settings = getattr(server, "settings", None)
+    return settings if isinstance(settings, Settings) else config.DEFAULTS
 
 
 # ---------------------------------------------------------------------- instantiate

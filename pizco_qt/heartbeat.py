@@ -125,7 +125,7 @@ class Liveness:
         """Check the heartbeat from now on (once; any later call does nothing)."""
         if not self._checking:
             self._checking = True
-            self.core.io.call_later(min(self.core.period, 0.5), self._check)
+            self.core.io.call_later(min(self.core.period, self.core.settings.liveness_check_interval), self._check)
 
     def _check(self) -> None:
         core = self.core
@@ -136,7 +136,7 @@ class Liveness:
             self.set_alive(False)
         if not self.alive:
             self._probe()
-        core.io.call_later(min(core.period, 0.5) if not self.alive else core.period / 2, self._check)
+        core.io.call_later(min(core.period, core.settings.liveness_check_interval) if not self.alive else core.period / 2, self._check)
 
     def call_timed_out(self) -> None:
         """A synchronous call got no answer (any thread): without heartbeats, that means lost."""
@@ -184,7 +184,7 @@ class Liveness:
 
         fut = probe.request_async(core.endpoint, "info")
         fut.add_done_callback(done)
-        core.io.call_later(max(core.period, 1.0), lambda: fut.cancel())
+        core.io.call_later(max(core.period, core.settings.liveness_floor), lambda: fut.cancel())
 
     def _rewire(self, info: Dict[str, Any]) -> None:
         core = self.core
@@ -197,7 +197,8 @@ class Liveness:
         # same one, a SUB that reconnected by itself may still not have re-sent its
         # subscriptions (no heartbeat comes then), so a fresh connection is made too,
         # at most once per few heartbeat periods so the first heartbeat has time to come.
-        if core.pub != old_pub or now - self._rewired > max(core.settings.missed_heartbeats * core.period, 1.0):
+        if core.pub != old_pub or now - self._rewired > max(core.settings.missed_heartbeats * core.period,
+                                                         core.settings.liveness_floor):
             self._rewired = now
             core.subscriber.replace(old_pub, core.pub)
         if core.sender != old_sender:

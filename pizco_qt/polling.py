@@ -25,7 +25,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import forking, iothread
+from . import config, forking, iothread
 from ._qt import QObject, Signal, is_deleted, on_destroyed
 from .delivery import Target, current_target
 from .errors import ConnectionLost, ProxyClosed, RemoteTimeout
@@ -34,8 +34,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Watch", "watch", "same_value"]
 
-#: Due times closer than this are served by the same request.
-_SLACK = 0.02
 _ids = itertools.count(1)
 
 
@@ -227,12 +225,12 @@ class _Poller:
             return
         if self.inflight is not None:
             remote = self.inflight[0]
-            if now - (self.inflight_since or now) < max(remote.timeout, 1.0):
+            if now - (self.inflight_since or now) < max(remote.timeout, config.DEFAULTS.poll_resend_floor):
                 return  # the reply will schedule the next tick
             self.inflight[1].cancel()  # its reply, if it comes, is discarded
             logger.debug("poll of %s took longer than %g s; sending again", remote.endpoint, remote.timeout)
             self.inflight = None
-        due = [e for e in self.entries.values() if e.due <= now + _SLACK]
+        due = [e for e in self.entries.values() if e.due <= now + config.DEFAULTS.poll_slack]
         if due:
             remotes = [e.remote for e in due if e.remote.alive and not e.remote.closed]
             for entry in due:

@@ -29,6 +29,7 @@ import time
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
 from .endpoints import normalize_optional
+from .config import Settings
 from .errors import PizcoError
 from .protocol import Protocol
 
@@ -38,9 +39,6 @@ __all__ = ["serve_in_process", "ChildProcess", "ProcessStartError", "READY_RE", 
 
 #: The child's ready line (stdout); the endpoints are as the server bound them.
 READY_RE = re.compile(r"^pizco-server ready rep=(?P<rep>\S+) pub=(?P<pub>\S+)\s*$")
-
-#: How many stderr lines of a child are kept for error messages.
-STDERR_TAIL = 40
 
 _live: Set["ChildProcess"] = set()
 _live_lock = threading.Lock()
@@ -74,17 +72,19 @@ class ChildProcess:
     Thread affinity: any thread.
     """
 
-    def __init__(self, argv: List[str], env: Dict[str, str], label: str, verbose: bool = False) -> None:
+    def __init__(self, argv: List[str], env: Dict[str, str], label: str, verbose: bool = False,
+                 settings: Optional[Settings] = None) -> None:
+        settings = settings if settings is not None else Settings.from_environment()
         self.label = label
         self.verbose = verbose
         self.rep_endpoint = ""
         self.pub_endpoint = ""
-        self._tail: Deque[str] = collections.deque(maxlen=STDERR_TAIL)
+        self._tail: Deque[str] = collections.deque(maxlen=settings.stderr_tail)
         self._ready = threading.Event()
         self._stdout_closed = threading.Event()
         self._stopping = False
         #: Seconds ``stop()`` waits for a clean exit before it kills the child.
-        self.stop_timeout = 5.0
+        self.stop_timeout = settings.child_stop_timeout
         self._stop_lock = threading.Lock()
         kwargs: Dict[str, Any] = {}
         if os.name == "posix":
@@ -389,8 +389,8 @@ def build_argv(served_cls: type, args: tuple, kwargs: dict, rep_endpoint: Option
 def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] = None,
                      rep_endpoint: Optional[str] = None, pub_endpoint: Optional[str] = None, *,
                      name: Optional[str] = None, protocol: Optional[Protocol] = None,
-                     gui: bool = False, verbose: bool = False, timeout: float = 30,
-                     curve: Optional[Any] = None) -> Any:
+                     gui: bool = False, verbose: bool = False, timeout: Optional[float] = None,
+                     curve: Optional[Any] = None, settings: Optional[Settings] = None) -> Any:
     """Serve ``served_cls(*args, **kwargs)`` in a new child process and return a Proxy to it.
 
     Parameters
@@ -409,11 +409,14 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
         Open the status window in the child (the child creates its QApplication).
     verbose : bool
         Verbose logging in the child; its output is relayed to this process's stdout/stderr.
-    timeout : float
-        Seconds to wait for the child's ready line.
+    timeout : float, optional
+        Seconds to wait for the child's ready line (default ``settings.process_start_timeout``, 30 s).
     curve : CurveConfig, optional
         CURVE for the child's server (its key files go on the child's command line);
         the returned proxy reaches it with the same key pair.
+    settings : Settings, optional
+        This side's settings (default ``Settings.from_environment()``): the start
+        timeout, the stderr lines kept, the child's stop timeout, and the proxy's.
 
     Returns
     -------
@@ -430,6 +433,8 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
     """
     from .proxy import Proxy
 
+    settings = settings if settings is not None else Settings.from_environment()
+    timeout = settings.process_start_timeout if timeout is None else timeout
     if not isinstance(served_cls, type):
         raise TypeError(f"serve_in_process needs a class, not {type(served_cls).__name__}")
     rep_endpoint, pub_endpoint = normalize_optional(rep_endpoint), normalize_optional(pub_endpoint)
@@ -440,13 +445,13 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
         if curve.public_keys_dir is not None:
             argv += ["--curve-clients", curve.public_keys_dir]
     label = f"{served_cls.__module__}.{served_cls.__qualname__}"
-    child = ChildProcess(argv, _child_env(protocol), label, verbose=verbose)
+    child = ChildProcess(argv, _child_env(protocol), label, verbose=verbose, settings=settings)
     try:
         child.wait_ready(timeout)
         from .endpoints import connectable
 
         proxy = Proxy(connectable(child.rep_endpoint), protocol=protocol,
-                      curve=curve.for_own_client() if curve is not None else None)
+                      curve=curve.for_own_client() if curve is not None else None, settings=settings)
     except BaseException:
         child.stop(timeout=2.0)
         raise

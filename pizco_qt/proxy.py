@@ -300,9 +300,10 @@ class _ProxyCore:
             if fut is None:
                 now = time.monotonic()
                 self.orphans[msgid] = (now, content)
-                if len(self.orphans) > 256:
+                limit = self.settings.max_orphans
+                if len(self.orphans) > limit:
                     for key, (t, _) in list(self.orphans.items()):
-                        if now - t > 30 or len(self.orphans) > 256:
+                        if now - t > self.settings.orphan_expiry or len(self.orphans) > limit:
                             del self.orphans[key]
                 return
         self._settle_future(fut, content)

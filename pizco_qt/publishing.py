@@ -23,7 +23,6 @@ import zmq
 from . import iothread
 from .config import Settings
 from .errors import BindError
-from .gate import MAX_TOPIC_BYTES
 from .protocol import ACK_PREFIX, FUTURE_TOPIC, HEARTBEAT_TOPIC, LOCK_TOPIC, Protocol, header, new_msgid
 from .endpoints import bindable, resolved
 from .zmq_io import send_frames
@@ -224,11 +223,11 @@ class Publisher:
             except UnicodeDecodeError:
                 logger.warning("ignoring a subscription with a bad utf-8 topic on %s", self.endpoint)
                 continue
-            if "+" in topic or len(msg) - 1 - plen > MAX_TOPIC_BYTES:
+            if "+" in topic or len(msg) - 1 - plen > self.settings.max_topic_bytes:
                 continue
             subscribed = msg[0] == 1
             if topic.startswith(ACK_PREFIX):
-                if subscribed and len(acks) < 256:
+                if subscribed and len(acks) < self.settings.max_acks:
                     acks.append(topic)
                 continue
             events.append((topic, subscribed))

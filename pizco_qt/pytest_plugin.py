@@ -63,7 +63,7 @@ def pizco_serve_thread() -> Iterator[Callable[..., Any]]:
 
 @pytest.fixture
 def pizco_serve_process() -> Iterator[Callable[..., Any]]:
-    """Factory: ``pizco_serve_process(cls, args=(), kwargs=None, *, timeout=30) -> Proxy``.
+    """Factory: ``pizco_serve_process(cls, args=(), kwargs=None, *, timeout=None) -> Proxy``.
 
     Serves a new ``cls(*args, **kwargs)`` in a child process
     (``Server.serve_in_process``: the class must be importable by its module
@@ -74,7 +74,7 @@ def pizco_serve_process() -> Iterator[Callable[..., Any]]:
 
     made: List[Any] = []
 
-    def serve(cls: type, args: tuple = (), kwargs: Optional[dict] = None, *, timeout: float = 30) -> Any:
+    def serve(cls: type, args: tuple = (), kwargs: Optional[dict] = None, *, timeout: Optional[float] = None) -> Any:
         proxy = Server.serve_in_process(cls, tuple(args), dict(kwargs or {}), timeout=timeout)
         made.append(proxy)
         return proxy

@@ -131,8 +131,8 @@ class Server(Agent):
         self.requests_served = 0
         #: Emissions published per signal name.
         self.emissions: Dict[str, int] = collections.defaultdict(int)
-        #: The last errors raised by served code: (time, action, name, text).
-        self.recent_errors: Deque[Tuple[float, str, str, str]] = collections.deque(maxlen=50)
+        #: The last errors raised by served code: (time, action, name, text); ``settings.recent_errors`` of them.
+        self.recent_errors: Deque[Tuple[float, str, str, str]] = collections.deque(maxlen=settings.recent_errors)
         #: Errors raised by served code since the server started.
         self.errors_total = 0
         self._affinity: Any = None
@@ -540,13 +540,14 @@ class Server(Agent):
     def serve_in_process(cls, served_cls: Any, args: tuple = (), kwargs: Optional[dict] = None,
                          rep_endpoint: Optional[str] = None, pub_endpoint: Optional[str] = None, *,
                          name: Optional[str] = None, protocol: Optional[Protocol] = None,
-                         gui: bool = False, verbose: bool = False, timeout: float = 30,
-                         curve: Optional[CurveConfig] = None) -> Any:
+                         gui: bool = False, verbose: bool = False, timeout: Optional[float] = None,
+                         curve: Optional[CurveConfig] = None, settings: Optional[Settings] = None) -> Any:
         """Serve a new ``served_cls(*args, **kwargs)`` in a child process; returns a Proxy."""
         from .process import serve_in_process
 
         return serve_in_process(served_cls, args, kwargs, rep_endpoint, pub_endpoint, name=name,
-                                protocol=protocol, gui=gui, verbose=verbose, timeout=timeout, curve=curve)
+                                protocol=protocol, gui=gui, verbose=verbose, timeout=timeout, curve=curve,
+                                settings=settings)
 
 
 def _publisher(method: Callable[[Optional[Dict[str, Any]]], None]) -> Callable[[Optional[Dict[str, Any]]], None]:

@@ -56,3 +56,62 @@ def test_servers_and_proxies_take_settings_explicitly_and_arguments_win(closing,
     assert proxy._proxy_core.period == 0.3  # the server's heartbeat, from its settings
     assert closing(Proxy(server.rep_endpoint))._proxy_timeout == 7.0  # read from the environment
     assert closing(Proxy(server.rep_endpoint, timeout=1.5, settings=Settings()))._proxy_timeout == 1.5
+
+
+def test_every_field_has_a_default_and_a_comment_saying_what_it_is():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(config))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
+    lines = inspect.getsource(config).splitlines()
+    fields = [f.name for f in dataclasses.fields(Settings)]
+    assert len(fields) >= 30
+    for field in dataclasses.fields(Settings):
+        assert field.default is not dataclasses.MISSING, field.name
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign):
+            above = lines[node.lineno - 2].strip()
+            assert above.startswith("#:"), f"Settings.{node.target.id} has no '#:' comment"
+
+
+def test_no_module_keeps_its_own_copy_of_a_limit():
+    from pizco_qt import delivery, gate, polling, process
+
+    for module, name in [(gate, "MAX_TOPIC_BYTES"), (gate, "MAX_PENDING_TOPICS"), (delivery, "TURN_BUDGET"),
+                         (polling, "_SLACK"), (process, "STDERR_TAIL")]:
+        assert not hasattr(module, name), f"{module.__name__}.{name} duplicates a Settings field"
+
+
+def test_the_topic_length_limit_is_the_servers_setting(closing):
+    from pizco_qt import gate
+
+    topic = "position_changed"  # 16 bytes, a signal of Stage
+    default = closing(Server(Stage()))
+    short = closing(Server(Stage(), settings=dataclasses.replace(Settings(), max_topic_bytes=8)))
+    assert gate.topic_allowed(default, topic)
+    assert not gate.topic_allowed(short, topic)
+    assert gate.topic_allowed(short, "moved")
+
+
+def test_the_stderr_tail_and_recent_errors_follow_the_settings_given(closing):
+    import os
+    import sys
+
+    from pizco_qt.process import ChildProcess
+
+    script = "import sys\nfor i in range(50): print('line', i, file=sys.stderr)\n"
+
+    def tail(settings):
+        child = ChildProcess([sys.executable, "-c", script], dict(os.environ), "tail", settings=settings)
+        try:
+            child.popen.wait(10)
+            child.wait_stderr(10)
+            return child.stderr_tail().splitlines()
+        finally:
+            child.stop(2.0)
+
+    assert tail(dataclasses.replace(Settings(), stderr_tail=3)) == ["line 47", "line 48", "line 49"]
+    assert len(tail(Settings())) == Settings().stderr_tail == 40
+    server = closing(Server(Stage(), settings=dataclasses.replace(Settings(), recent_errors=2)))
+    assert server.recent_errors.maxlen == 2
