@@ -2,8 +2,8 @@
 
 Every request is a *read* or a *write* (``is_write``). A client is an
 *observer* (reads only) or a *controller*; one controller at a time may hold
-*exclusive control* (the lock), a lease its proxy renews every ``RENEW``
-seconds and that ends ``LEASE`` seconds after the last renewal. While it is
+*exclusive control* (the lock), a lease its proxy renews every ``Settings.lock_renew``
+seconds and that ends ``Settings.lock_lease`` seconds after the last renewal. While it is
 held, every other client's writes are refused with a ``'locked'`` refusal.
 
 pizco_qt proxies identify themselves in the sender field of every request
@@ -36,21 +36,19 @@ import uuid
 from typing import Any, Callable, Deque, Dict, NamedTuple, Optional, Tuple
 from urllib.parse import quote, unquote
 
+from . import config
+from .config import Settings
 from .errors import refusal
 from .protocol import LOCK_TOPIC
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["readonly", "is_readonly", "OBSERVER", "CONTROLLER", "LOCK_TOPIC", "LEASE", "RENEW",
+__all__ = ["readonly", "is_readonly", "OBSERVER", "CONTROLLER", "LOCK_TOPIC",
            "ORIGINAL_LABEL", "default_label", "client_sender", "Client", "client_from_sender", "is_write",
            "request_name", "Lease", "AccessControl", "WriteRecord"]
 
 OBSERVER = "observer"
 CONTROLLER = "controller"
-#: Seconds a lock lasts without renewal.
-LEASE = 3.0
-#: Seconds between a holder's renewals.
-RENEW = 1.0
 #: How clients that do not identify themselves (original Pizco peers) are shown.
 ORIGINAL_LABEL = "pizco client"
 #: The attribute ``@readonly`` sets on a function.
@@ -227,8 +225,8 @@ def is_write(obj: Any, content: Any, own_future: Callable[[str], bool] = lambda 
 class Lease:
     """Exclusive control of one server: who holds it and until when (thread-safe)."""
 
-    def __init__(self, duration: float = LEASE, clock: Callable[[], float] = time.monotonic) -> None:
-        self.duration = duration
+    def __init__(self, duration: Optional[float] = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.duration = config.DEFAULTS.lock_lease if duration is None else duration
         self._clock = clock
         self._lock = threading.Lock()
         self._holder: Optional[Client] = None
@@ -326,11 +324,13 @@ class AccessControl:
     ``publish(holder_or_None)`` is called after every change of the lock holder.
     """
 
-    def __init__(self, publish: Callable[[Optional[Dict[str, Any]]], None]) -> None:
-        self.lease = Lease()
+    def __init__(self, publish: Callable[[Optional[Dict[str, Any]]], None],
+                 settings: Optional[Settings] = None) -> None:
+        settings = settings if settings is not None else config.DEFAULTS
+        self.lease = Lease(settings.lock_lease)
         self._publish = publish
-        #: The last 100 executed writes.
-        self.writes: Deque[WriteRecord] = collections.deque(maxlen=100)
+        #: The last executed writes (``settings.write_log`` of them).
+        self.writes: Deque[WriteRecord] = collections.deque(maxlen=settings.write_log)
         #: The level executed writes are logged at (INFO; the registry, whose servers
         #: re-register every 2 s, logs them at DEBUG).
         self.write_log_level = logging.INFO

@@ -117,6 +117,21 @@ class Settings:
     #: Shortest time (s) a reconnecting proxy waits for the probe's answer, and
     #: between two fresh subscription connections to the same server.
     liveness_floor: float = 1.0
+    #: Seconds exclusive control (the lock) lasts without renewal.
+    lock_lease: float = 3.0
+    #: Seconds between the renewals of the proxy holding the lock.
+    lock_renew: float = 1.0
+    #: Longest wait (s) between two attempts of a proxy waiting for a taken lock
+    #: (a change of the holder wakes it earlier).
+    lock_retry_interval: float = 0.5
+    #: Seconds between a server's checks for a lease that ran out.
+    lease_check_interval: float = 0.2
+    #: Longest time (s) a closing proxy waits to release its lock (its timeout when shorter).
+    unlock_timeout: float = 1.0
+    #: Longest time (s) ``_proxy_stop_server()`` waits for the server's answer (the proxy's timeout when shorter).
+    stop_request_timeout: float = 5.0
+    #: How many executed writes a server keeps (``Server.writes``).
+    write_log: int = 100
 
     @classmethod
     def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":

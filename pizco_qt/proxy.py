@@ -27,7 +27,7 @@ from . import forking, inline, iothread, limits
 from .config import Settings
 from .delivery import current_target, dispatcher
 from .dispatch import builtin_exception
-from .access import CONTROLLER, LOCK_TOPIC, RENEW, client_sender, default_label, holder_id
+from .access import CONTROLLER, LOCK_TOPIC, client_sender, default_label, holder_id
 from .endpoints import connectable, normalize
 from .errors import (REASON_ATTR, AccessDenied, AuthenticationError, ConnectionLost, Locked, PizcoError, ProtocolError,
                      ProxyClosed, RemoteError, RemoteTimeout, denied_from, is_signature_rejection, raise_remote)
@@ -244,18 +244,18 @@ class _ProxyCore:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise
-                self.lock_event.wait(min(remaining, 0.5))  # a lock change wakes us early
+                self.lock_event.wait(min(remaining, self.settings.lock_retry_interval))  # a lock change wakes us early
                 continue
             self.lock_held = True
             self.lock_generation += 1
             self.lock_holder = info if isinstance(info, dict) else self.lock_holder
             if not self.lock_renewing:
                 self.lock_renewing = True
-                self.io.call_later(RENEW, self._renew_lock)
+                self.io.call_later(self.settings.lock_renew, self._renew_lock)
             return info
 
     def _renew_lock(self) -> None:
-        """I/O thread: renew the lease every RENEW seconds while this proxy holds it."""
+        """I/O thread: renew the lease every ``settings.lock_renew`` seconds while this proxy holds it."""
         if self.closed or not self.lock_held:
             self.lock_renewing = False
             return
@@ -276,7 +276,7 @@ class _ProxyCore:
                                                lambda frames: self.interpret(self.decode(frames)),
                                                self.protocol.serializer)
             fut.add_done_callback(done)
-        self.io.call_later(RENEW, self._renew_lock)
+        self.io.call_later(self.settings.lock_renew, self._renew_lock)
 
     def release_lock(self) -> bool:
         if "lock" not in self.caps:
@@ -567,7 +567,7 @@ class _ProxyCore:
         if self.lock_held:  # exclusive control ends with the proxy that took it
             try:
                 if self.alive:
-                    self.call("unlock", {}, min(self.timeout, 1.0))
+                    self.call("unlock", {}, min(self.timeout, self.settings.unlock_timeout))
             except Exception:
                 logger.debug("releasing the lock of %s", self.endpoint, exc_info=True)
             self.lock_held = False
@@ -945,7 +945,7 @@ class Proxy:
         try:
             child_gone = process is not None and not process.alive()
             if not core.closed and core.alive and not child_gone:
-                reply = core.requester.request(core.endpoint, "stop", min(core.timeout, 5.0))
+                reply = core.requester.request(core.endpoint, "stop", min(core.timeout, core.settings.stop_request_timeout))
                 if isinstance(reply, (tuple, list)) and len(reply) == 3 and reply[1] == "raise":
                     exc, _ = exception_from_reply(reply[2], core.endpoint)
                     if isinstance(exc, AccessDenied):

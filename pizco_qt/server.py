@@ -114,7 +114,7 @@ class Server(Agent):
         self._observer_protocol = _observer_protocol(protocol, observer_key)
         self._curve_roles = curve is not None and getattr(curve, "observers_dir", None) is not None
         #: Roles, exclusive control and the log of executed writes.
-        self.access = AccessControl(_publisher(self._publish_lock))
+        self.access = AccessControl(_publisher(self._publish_lock), settings)
         self._lease_ticking = False
         self.served_object = served_object
         #: Whether private names are served (``private=True``).
@@ -264,7 +264,7 @@ class Server(Agent):
         self.publish(LOCK_TOPIC, (holder,))
         if holder is not None and not self._lease_ticking:
             self._lease_ticking = True
-            self._io.call_later(0.2, self._lease_tick)
+            self._io.call_later(self.settings.lease_check_interval, self._lease_tick)
 
     def _lease_tick(self) -> None:
         """I/O thread: end a lease that ran out (not while the worker is busy: renewals wait)."""
@@ -276,7 +276,7 @@ class Server(Agent):
         if self.access.lease.holder() is None:
             self._lease_ticking = False
             return
-        self._io.call_later(0.2, self._lease_tick)
+        self._io.call_later(self.settings.lease_check_interval, self._lease_tick)
 
     def _info_for(self, info: Dict[str, Any], role: str) -> Dict[str, Any]:
         """The 'info' reply for a client of ``role``: its role, and the observer key for controllers."""

@@ -412,7 +412,7 @@ def test_the_holder_may_stop_the_server_others_may_not(closing):
 
 
 def test_lease_is_renewed_while_held(served):
-    from pizco_qt import access
+    from pizco_qt.config import Settings
 
     server, a = served(Instrument())
     server.access.lease.duration = 1.3  # only renewals every second keep it
@@ -420,7 +420,7 @@ def test_lease_is_renewed_while_held(served):
     started = time.monotonic()
     wait_until(lambda: server.lock_holder() is None or time.monotonic() - started > 2.8, timeout=5)
     assert server.lock_holder() is not None and a._proxy_holds_lock()
-    assert access.RENEW == 1.0 and access.LEASE == 3.0
+    assert a._proxy_core.settings.lock_renew == 1.0 and Settings().lock_lease == 3.0
 
 
 LOCKER = r"""

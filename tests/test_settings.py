@@ -76,9 +76,10 @@ def test_every_field_has_a_default_and_a_comment_saying_what_it_is():
 
 
 def test_no_module_keeps_its_own_copy_of_a_limit():
-    from pizco_qt import delivery, gate, polling, process
+    from pizco_qt import access, delivery, gate, polling, process
 
-    for module, name in [(gate, "MAX_TOPIC_BYTES"), (gate, "MAX_PENDING_TOPICS"), (delivery, "TURN_BUDGET"),
+    for module, name in [(access, "LEASE"), (access, "RENEW"), (gate, "MAX_TOPIC_BYTES"), (gate, "MAX_PENDING_TOPICS"),
+                         (delivery, "TURN_BUDGET"),
                          (polling, "_SLACK"), (process, "STDERR_TAIL")]:
         assert not hasattr(module, name), f"{module.__name__}.{name} duplicates a Settings field"
 
@@ -115,3 +116,12 @@ def test_the_stderr_tail_and_recent_errors_follow_the_settings_given(closing):
     assert len(tail(Settings())) == Settings().stderr_tail == 40
     server = closing(Server(Stage(), settings=dataclasses.replace(Settings(), recent_errors=2)))
     assert server.recent_errors.maxlen == 2
+
+
+def test_the_lock_lease_and_the_write_log_follow_the_servers_settings(closing):
+    settings = dataclasses.replace(Settings(), lock_lease=7.5, write_log=2)
+    server = closing(Server(Stage(), settings=settings))
+    assert server.access.lease.duration == 7.5 and server.access.writes.maxlen == 2
+    default = closing(Server(Stage()))
+    assert default.access.lease.duration == Settings().lock_lease == 3.0
+    assert default.access.writes.maxlen == Settings().write_log == 100
