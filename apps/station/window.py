@@ -19,6 +19,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from qtpy import QtCore, QtGui, QtWidgets
 
+from ..monitor.models import RowTableModel
 from ..status.window import _icon, format_duration
 
 __all__ = ["StationWindow", "StationModel", "REFRESH_MS"]
@@ -50,7 +51,7 @@ def _state_icon(state: str, size: int = 12) -> QtGui.QIcon:
     return QtGui.QIcon(pixmap)
 
 
-class StationModel(QtCore.QAbstractTableModel):
+class StationModel(RowTableModel):
     """The station's servers, one row each (refreshed from ``station.status()``)."""
 
     COLUMNS = ("Name", "State", "PID", "REP endpoint", "PUB endpoint", "Uptime", "Restarts", "Last error")
@@ -62,20 +63,6 @@ class StationModel(QtCore.QAbstractTableModel):
     def __init__(self, parent: Optional[QtCore.QObject] = None) -> None:
         super().__init__(parent)
         self._rows: List[Dict[str, Any]] = []
-
-    def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Any, role: int = Qt.DisplayRole) -> Any:  # noqa: N802
-        if orientation == Qt.Horizontal:
-            if role == Qt.DisplayRole:
-                return self.COLUMNS[section]
-            if role == Qt.ToolTipRole:
-                return self.TOOLTIPS.get(section)
-        return None
 
     def text(self, row: int, col: int) -> str:
         """The text shown in a cell."""
