@@ -19,7 +19,7 @@ from .signal_models import SignalModel
 
 Qt = QtCore.Qt
 
-__all__ = ["WindowLayout", "icon", "STYLE", "SETTINGS_ORG", "SETTINGS_APP"]
+__all__ = ["WindowLayout", "icon", "row_list", "STYLE", "SETTINGS_ORG", "SETTINGS_APP"]
 
 SETTINGS_ORG, SETTINGS_APP = "pizco_qt", "pizco-monitor"
 
@@ -88,6 +88,20 @@ def _table(name: str, model: QtCore.QAbstractItemModel) -> QtWidgets.QTableView:
     view.horizontalHeader().setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
     view.setTabKeyNavigation(False)
     view.setWordWrap(False)
+    return view
+
+
+def row_list(name: str, model: QtCore.QAbstractItemModel) -> QtWidgets.QTreeView:
+    """A flat list view of ``model``: whole rows, one selected at a time, alternating colours."""
+    view = QtWidgets.QTreeView()
+    view.setObjectName(name)
+    view.setModel(model)
+    view.setRootIsDecorated(False)
+    view.setUniformRowHeights(True)
+    view.setAlternatingRowColors(True)
+    view.setAllColumnsShowFocus(True)
+    view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+    view.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
     return view
 
 
@@ -168,15 +182,7 @@ class WindowLayout:
         view_menu.addAction(self.clear_action)
 
         # -- servers (left)
-        self.servers = QtWidgets.QTreeView()
-        self.servers.setObjectName("servers")
-        self.servers.setModel(self.server_model)
-        self.servers.setRootIsDecorated(False)
-        self.servers.setUniformRowHeights(True)
-        self.servers.setAlternatingRowColors(True)
-        self.servers.setAllColumnsShowFocus(True)
-        self.servers.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
-        self.servers.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
+        self.servers = row_list("servers", self.server_model)
         self.servers.setContextMenuPolicy(Qt.ActionsContextMenu)
         self.servers.addActions([self.add_action, self.remove_action, self.refresh_action])
         header = self.servers.header()

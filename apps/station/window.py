@@ -19,6 +19,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from qtpy import QtCore, QtGui, QtWidgets
 
+from ..monitor.layout import row_list
 from ..monitor.models import RowTableModel
 from ..status.window import _icon, format_duration
 
@@ -180,15 +181,7 @@ class StationWindow(QtWidgets.QMainWindow):
         hl.addLayout(titles, 1)
 
         self.model = StationModel(self)
-        self.servers = QtWidgets.QTreeView()
-        self.servers.setObjectName("servers")
-        self.servers.setRootIsDecorated(False)
-        self.servers.setUniformRowHeights(True)
-        self.servers.setAlternatingRowColors(True)
-        self.servers.setAllColumnsShowFocus(True)
-        self.servers.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
-        self.servers.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
-        self.servers.setModel(self.model)
+        self.servers = row_list("servers", self.model)
         head = self.servers.header()
         head.setStretchLastSection(True)
         head.setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
