@@ -742,12 +742,7 @@ class Station:
 
         Manual restarts do not count in ``restarts``.
         """
-        m = self._claim(name)
-        try:
-            self._stop_one(m)
-        finally:
-            with self._lock:
-                m.busy = False
+        self.stop_server(name)
         self.start_server(name)
 
     # ---------------------------------------------------------------- stopping
