@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures
-import importlib
 import inspect as _inspect
 import numbers
 import pickle
@@ -158,15 +157,9 @@ def import_class(spec: Any) -> Any:
     """
     if isinstance(spec, type):
         return spec
-    if not isinstance(spec, str) or "." not in spec.replace(":", "."):
+    if not isinstance(spec, str):
         raise TypeError(f"cannot use {spec!r} as a class: give a class, 'module.Class' or 'module:Class'")
-    if ":" in spec:
-        module_name, qualname = spec.split(":", 1)
-    else:
-        module_name, qualname = spec.rsplit(".", 1)
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
+    obj = gate.import_named(spec)
     if not callable(obj):
         raise TypeError(f"{spec} is a {type(obj).__name__}, not a class")
     return obj

@@ -228,6 +228,19 @@ def _import_spec(spec: Any) -> Any:
     if not isinstance(spec, str):
         raise refusal("instantiate", f"{spec!r} is a {type(spec).__name__}, not a class: "
                                      "instantiate creates only classes")
+    return import_named(spec)
+
+
+def import_named(spec: str) -> Any:
+    """What the string ``spec`` names, ``'module.Name'`` or ``'module:Qual.Name'``, imported.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` names no module.
+    ImportError, AttributeError
+        If the module or the name in it does not exist.
+    """
     if "." not in spec.replace(":", "."):
         raise TypeError(f"cannot use {spec!r} as a class: give a class, 'module.Class' or 'module:Class'")
     if ":" in spec:
