@@ -34,6 +34,26 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
         event.wait(interval)
 
 
+def wait_until_turning(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """``wait_until``, turning the main thread's Qt loop when an application exists.
+
+    For tests that subscribe from the main thread like a plain script: once an earlier test
+    has created a Q(Core)Application, deliveries to the main thread are queued to its loop.
+    """
+    app = None
+    if "qtpy" in sys.modules:
+        from qtpy import QtCore
+
+        app = QtCore.QCoreApplication.instance()
+
+    def turned():
+        if app is not None:
+            app.processEvents()
+        return predicate()
+
+    return wait_until(turned, timeout)
+
+
 def pytest_report_header(config: Any) -> List[str]:
     import zmq
     from qtpy import API_NAME, QT_VERSION

@@ -1,31 +1,10 @@
 """Agent: request/reply, publish/subscribe with exact topics, hooks and their threads."""
 from __future__ import annotations
 
-import sys
 import threading
 
-from conftest import wait_until as _wait_until
+from conftest import wait_until_turning as wait_until
 from pizco_qt import Agent
-
-
-def wait_until(predicate, timeout=5.0):
-    """conftest's wait_until, turning the main thread's Qt loop when an application exists.
-
-    These tests subscribe from the main thread like a plain script; once an earlier test
-    has created a Q(Core)Application, deliveries to the main thread are queued to its loop.
-    """
-    app = None
-    if "qtpy" in sys.modules:
-        from qtpy import QtCore
-
-        app = QtCore.QCoreApplication.instance()
-
-    def turned():
-        if app is not None:
-            app.processEvents()
-        return predicate()
-
-    return _wait_until(turned, timeout)
 
 
 class Echo(Agent):

@@ -19,30 +19,13 @@ import weakref
 import pytest
 import zmq
 
-from conftest import wait_until as _wait_until
+from conftest import wait_until_turning as wait_until
 from objects import Stage
 from pizco_qt import Agent, Protocol, ProtocolError, Proxy, Server, Signal
 from pizco_qt.endpoints import normalize, normalize_optional
 from pizco_qt.signals import fit_args, params_from_signature
 
 LOCAL = "127.0.0.1"
-
-
-def wait_until(predicate, timeout=5.0):
-    """conftest's wait_until, turning the main thread's Qt loop when an application exists
-    (deliveries to a main thread that has a Q(Core)Application are queued to its loop)."""
-    app = None
-    if "qtpy" in sys.modules:
-        from qtpy import QtCore
-
-        app = QtCore.QCoreApplication.instance()
-
-    def turned():
-        if app is not None:
-            app.processEvents()
-        return predicate()
-
-    return _wait_until(turned, timeout)
 
 
 def in_plain_thread(fn):
