@@ -54,6 +54,20 @@ def wait_until_turning(predicate: Callable[[], Any], timeout: float = 5.0) -> An
     return wait_until(turned, timeout)
 
 
+def without_capability(monkeypatch: Any, capability: str) -> None:
+    """Make every Server of the test stop advertising ``capability`` in its info."""
+    from pizco_qt import Server
+
+    original = Server._info
+
+    def info_without(self):
+        info = original(self)
+        info["capabilities"] = [c for c in info["capabilities"] if c != capability]
+        return info
+
+    monkeypatch.setattr(Server, "_info", info_without)
+
+
 def pytest_report_header(config: Any) -> List[str]:
     import zmq
     from qtpy import API_NAME, QT_VERSION

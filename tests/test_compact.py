@@ -8,7 +8,8 @@ import threading
 import pytest
 import zmq
 
-from pizco_qt import Protocol, Proxy, Server
+from conftest import without_capability
+from pizco_qt import Protocol, Proxy
 from pizco_qt import answering
 from pizco_qt.errors import ProtocolError
 from pizco_qt.protocol import COMPACT, COMPACT_MAX, pack_compact, unpack_compact
@@ -148,14 +149,7 @@ def test_a_plain_req_client_still_gets_five_frames(served, wire):
 
 
 def test_a_server_that_does_not_advertise_compact_gets_five_frames(served, wire, monkeypatch):
-    original = Server._info
-
-    def without_compact(self):
-        info = original(self)
-        info["capabilities"] = [c for c in info["capabilities"] if c != "compact"]
-        return info
-
-    monkeypatch.setattr(Server, "_info", without_compact)
+    without_capability(monkeypatch, "compact")
     server, proxy = served(Echo())
     wire["requests"].clear()
     wire["replies"].clear()

@@ -5,6 +5,7 @@ import concurrent.futures
 
 import pytest
 
+from conftest import without_capability
 from objects import Stage
 from pizco_qt import FutureWatcher, ProxyClosed, Server
 
@@ -60,14 +61,7 @@ def test_get_many_future_is_one_request_and_one_failure_does_not_hide_the_others
 
 
 def test_get_many_future_with_a_server_without_getmany_sends_one_get_per_name(served, monkeypatch):
-    original = Server._info
-
-    def without_getmany(self):
-        info = original(self)
-        info["capabilities"] = [c for c in info["capabilities"] if c != "getmany"]
-        return info
-
-    monkeypatch.setattr(Server, "_info", without_getmany)
+    without_capability(monkeypatch, "getmany")
     sensor = Sensor()
     server, proxy = served(sensor)
     assert "getmany" not in proxy._proxy_capabilities
