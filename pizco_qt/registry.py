@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import signal as _signal
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import config
+from ._foreground import stop_on_signals
 from .access import readonly
 from .endpoints import fixed_port, normalize_optional, with_port
 from .errors import PizcoError, RemoteTimeout
@@ -737,17 +737,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--curve-observers needs --curve-clients (else every client would be a controller)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    previous = {}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    for sig in (_signal.SIGINT, _signal.SIGTERM):
-        previous[sig] = _signal.signal(sig, on_signal)
-    if args.watch_stdin:
-        _watch_stdin(stop)
-    try:
+    with stop_on_signals() as stop:
+        if args.watch_stdin:
+            _watch_stdin(stop)
         kwargs: Dict[str, Any] = {"allow_insecure": args.allow_insecure}
         if args.pub:
             kwargs["pub_endpoint"] = args.pub
@@ -768,9 +760,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finally:
             server.stop()
         return 0
-    finally:
-        for sig, handler in previous.items():
-            _signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

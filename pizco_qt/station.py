@@ -48,6 +48,7 @@ import time
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from . import config
+from ._foreground import stop_on_signals
 from .process import ChildProcess, ProcessStartError, _child_env
 
 logger = logging.getLogger(__name__)
@@ -836,15 +837,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for entry in station.status():
             print(f"{entry['name']} {entry['class']}")
         return 0
-    stop = threading.Event()
-    previous = {}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    for sig in (_signal.SIGINT, _signal.SIGTERM):
-        previous[sig] = _signal.signal(sig, on_signal)
-    try:
+    with stop_on_signals() as stop:
         try:
             station.start()
         except ProcessStartError as exc:
@@ -858,9 +851,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         finally:
             station.stop()
-    finally:
-        for sig, handler in previous.items():
-            _signal.signal(sig, handler)
 
 
 def _run_gui(station: Station, stop: threading.Event) -> int:
