@@ -472,10 +472,13 @@ class StatusWindow(QtWidgets.QMainWindow):
         holder = server.lock_holder() if hasattr(server, "lock_holder") else None
         if holder is None:
             self.control_card.set("free", "any controller may write")
+            self.control_card.setToolTip("")
         else:
             since = time.strftime("%H:%M:%S", time.localtime(holder.get("since", 0)))
-            self.control_card.set(str(holder.get("label", "?")),
-                                  f"since {since} · {holder.get('host', '')} pid {holder.get('pid', '')}")
+            label, host, pid = str(holder.get("label", "?")), holder.get("host", ""), holder.get("pid", "")
+            # the card is narrow: the host goes in the tooltip, with the whole story
+            self.control_card.set(label, f"pid {pid} since {since}")
+            self.control_card.setToolTip(f"Exclusive control: {label} on {host}, pid {pid}, since {since}")
         writes = list(getattr(server, "recent_writes", ()))
         key = (len(writes), writes[-1] if writes else None)
         if key == self._writes_shown:
