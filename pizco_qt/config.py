@@ -52,8 +52,10 @@ class Settings:
     max_message: int = 256 * 1024 * 1024
     #: High-water mark of subscribe sockets and non-blocking request queues (messages).
     hwm: int = 100_000
-    #: A server's send queue per subscriber (messages). ``PZC_SNDHWM``.
-    send_hwm: int = 10_000
+    #: A server's send queue per subscriber (messages). ``PZC_SNDHWM``. The product's
+    #: contract sets publish high-water marks at 100,000; lower it on servers whose
+    #: emissions are large (see docs/reliability-and-security.md, "Queues and memory").
+    send_hwm: int = 100_000
     #: A server's receive queue of requests per peer (messages). ``PZC_RCVHWM``.
     receive_hwm: int = 1_000
     #: Linger of every socket on close (ms): stopping never waits longer for unsent data.
@@ -252,7 +254,7 @@ def registry_endpoint() -> str:
 
 
 def send_hwm() -> int:
-    """Messages a server queues per subscriber before dropping (``PZC_SNDHWM``, default 10,000)."""
+    """Messages a server queues per subscriber before dropping (``PZC_SNDHWM``, default 100,000)."""
     return _read(os.environ, "send_hwm")
 
 

@@ -411,9 +411,9 @@ def test_subscriptions_that_are_not_signals_run_nothing_and_leave_no_counters(cl
 def test_server_queue_lengths_are_bounded_and_configurable(closing, monkeypatch):
     from pizco_qt import config
 
-    assert config.send_hwm() == 10_000 and config.receive_hwm() == 1_000
+    assert config.send_hwm() == 100_000 and config.receive_hwm() == 1_000
     server = closing(Server(Safe()))
-    assert server.io.call(lambda: server.publisher._sock.getsockopt(zmq.SNDHWM)) == 10_000
+    assert server.io.call(lambda: server.publisher._sock.getsockopt(zmq.SNDHWM)) == 100_000
     monkeypatch.setenv("PZC_SNDHWM", "50")
     monkeypatch.setenv("PZC_RCVHWM", "20")
     small = closing(Server(Safe()))
