@@ -424,14 +424,13 @@ def test_lease_is_renewed_while_held(served):
 
 
 LOCKER = r"""
-import sys, time
+import sys, threading
 from pizco_qt import Proxy
 p = Proxy(sys.argv[1], timeout=5, label="experiment")
 p._proxy_lock()
 p.set_value(42)
 print("locked", flush=True)
-while True:
-    time.sleep(1)
+threading.Event().wait()  # hold the lock until the test kills this process
 """
 
 
