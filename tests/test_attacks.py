@@ -83,11 +83,11 @@ class Raw:
         self.sock.close(0)
 
 
-@pytest.fixture
-def raw():
+def raw_sockets(default_ser):
+    """Body of a ``raw`` fixture: ``make(endpoint, ser=default_ser, key='') -> Raw``, all closed afterwards."""
     made = []
 
-    def make(endpoint, ser="pickle", key=""):
+    def make(endpoint, ser=default_ser, key=""):
         r = Raw(endpoint, ser, key)
         made.append(r)
         return r
@@ -95,6 +95,11 @@ def raw():
     yield make
     for r in made:
         r.close()
+
+
+@pytest.fixture
+def raw():
+    yield from raw_sockets("pickle")
 
 
 def refused(reply, reason="private"):

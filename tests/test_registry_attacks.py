@@ -16,23 +16,14 @@ from conftest import wait_until
 from objects import Stage
 from pizco_qt import Protocol, Proxy, Server, registry
 from pizco_qt.errors import NameTaken, ProtocolError
-from test_attacks import Raw, refused
+from test_attacks import raw_sockets, refused
 
 CTX = zmq.Context.instance()
 
 
 @pytest.fixture
 def raw():
-    made = []
-
-    def make(endpoint, ser="json", key=""):
-        r = Raw(endpoint, ser, key)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
+    yield from raw_sockets("json")  # the registry speaks json
 
 
 def call(r, method, *args):
