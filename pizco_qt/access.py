@@ -36,7 +36,7 @@ import uuid
 from typing import Any, Callable, Deque, Dict, NamedTuple, Optional, Tuple
 from urllib.parse import quote, unquote
 
-from . import config
+from . import config, replies
 from .config import Settings
 from .errors import refusal
 from .protocol import LOCK_TOPIC
@@ -403,7 +403,7 @@ class AccessControl:
 
     def executed(self, client: Client, content: Any, reply: Any, write: bool) -> None:
         """Log a write that ran, and remember who owns a future it registered."""
-        if isinstance(reply, tuple) and len(reply) == 3 and reply[1] == "future_register":
+        if replies.kind_of(reply) == replies.FUTURE:
             owners = self._future_owners
             if len(owners) > 10000:
                 owners.clear()

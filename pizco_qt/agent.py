@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import concurrent.futures
 import zmq
 
-from . import forking, iothread, limits
+from . import forking, iothread, limits, replies
 from .config import Settings
 from .answering import Answerer
 from .delivery import Target, current_target
@@ -36,7 +36,7 @@ from .errors import PizcoError
 from .protocol import (ACK_PREFIX, CAPABILITIES, FUTURE_TOPIC, HEARTBEAT_TOPIC, Envelope, Protocol,  # noqa: F401
                        _id_prefix, new_msgid)
 from .publishing import Publisher, SubscriberCounts
-from .requesting import Requester, read_reply
+from .requesting import Requester
 from .security import CurveConfig, check_bind_allowed, register_curve_server, unregister_curve_server
 from .subscribing import Subscriber
 
@@ -278,7 +278,7 @@ class Agent:
         ProtocolError
             The reply is badly signed or cannot be decoded.
         """
-        return read_reply(self.protocol, self.request_frames(normalize(recipient), content, timeout))
+        return replies.decode(self.protocol, self.request_frames(normalize(recipient), content, timeout))
 
     def request_async(self, endpoint: str, content: Any,
                       on_reply: Optional[Callable[[List[bytes]], Any]] = None,

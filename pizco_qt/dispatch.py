@@ -10,7 +10,6 @@ Thread affinity: the thread that may touch the served object.
 """
 from __future__ import annotations
 
-import builtins
 import concurrent.futures
 import inspect as _inspect
 import numbers
@@ -244,13 +243,3 @@ def _get_many(server: Any, obj: Any, names: Any, serializer: str) -> Dict[str, A
         except BaseException as exc:
             values[str(name)] = ("raise", encode_exception(exc, serializer))
     return values
-
-
-def builtin_exception(name: str) -> Optional[type]:
-    """A builtin exception type by name (for json replies), or None."""
-    candidate = getattr(builtins, name, None)
-    if isinstance(candidate, type) and issubclass(candidate, BaseException):
-        return candidate
-    return None
-
-

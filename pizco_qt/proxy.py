@@ -17,20 +17,17 @@ import atexit
 import concurrent.futures
 import logging
 import os
-import pickle
 import threading
 import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import forking, inline, iothread, limits
+from . import forking, inline, iothread, limits, replies
 from .config import Settings
 from .delivery import current_target, dispatcher
-from .dispatch import builtin_exception
 from .access import CONTROLLER, LOCK_TOPIC, client_sender, default_label, holder_id
 from .endpoints import connectable, normalize
-from .errors import (REASON_ATTR, AccessDenied, AuthenticationError, ConnectionLost, Locked, PizcoError, ProtocolError,
-                     ProxyClosed, RemoteError, RemoteTimeout, denied_from, is_signature_rejection, raise_remote)
+from .errors import AccessDenied, ConnectionLost, Locked, PizcoError, ProtocolError, ProxyClosed, RemoteTimeout
 from .protocol import OOB, Envelope, Protocol, _id_prefix, new_msgid
 from .requesting import Requester
 from .security import CurveConfig
@@ -59,24 +56,6 @@ def _is_local_name(name: str) -> bool:
         return name in _PROBE_NAMES
     return (name in _PROBE_NAMES or name.startswith("_proxy_") or name.startswith("_repr_")
             or name.startswith("_ipython_") or (name.startswith("__") and name.endswith("__")))
-
-
-_REMOTE = object()
-
-
-class _TolerantUnpickler(pickle.Unpickler):
-    """Rebuilds exceptions whose class is unknown here as RemoteError subclasses."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return super().find_class(module, name)
-        except Exception:
-            qual = f"{module}.{name}"
-
-            def make(*args: Any, **kwargs: Any) -> RemoteError:
-                return RemoteError(qual, ", ".join(str(a) for a in args))
-
-            return make
 
 
 _live_cores: "weakref.WeakSet[_ProxyCore]" = weakref.WeakSet()
@@ -126,6 +105,8 @@ class _ProxyCore:
         self.signals: Dict[str, _SignalSub] = {}
         self.futures: Dict[str, RemoteFuture] = {}
         self.orphans: Dict[str, Tuple[float, Any]] = {}
+        #: What a 'future_register' reply is handed to (bound once: the call path allocates nothing for it).
+        self.on_future_reply = self.register_future
         self.remote_names: frozenset = frozenset()
         self.object_names: frozenset = frozenset()
         self.slot_param_cache: Dict[str, Tuple[int, Optional[int]]] = {}
@@ -144,8 +125,9 @@ class _ProxyCore:
         self.lock_sub = _SignalSub(weakref.proxy(self), LOCK_TOPIC)
         try:
             info = self.requester.request(endpoint, "info", self.timeout)
-            if isinstance(info, (tuple, list)) and len(info) == 3 and tuple(info[:2]) == ("PSMessage", "raise"):
-                raise exception_from_reply(info[2], endpoint)[0]  # e.g. our request's signature was refused
+            refused = replies.failure(info, endpoint)
+            if refused is not None:
+                raise refused  # e.g. our request's signature was refused
             if not isinstance(info, dict) or "pub_endpoint" not in info:
                 raise ProtocolError(f"{endpoint} answered 'info' with {info!r}")
         except BaseException:
@@ -273,7 +255,7 @@ class _ProxyCore:
 
         if self.alive:
             fut = self.requester.request_async(self.endpoint, ("PSMessage", "lock", {"renew": True}),
-                                               lambda frames: self.interpret(self.decode(frames)),
+                                               self.read_reply,
                                                self.protocol.serializer)
             fut.add_done_callback(done)
         self.io.call_later(self.settings.lock_renew, self._renew_lock)
@@ -311,16 +293,10 @@ class _ProxyCore:
     def _settle_future(self, fut: RemoteFuture, content: Dict[str, Any]) -> None:
         exc = content.get("exception")
         if exc is not None:
-            if isinstance(exc, dict):
-                exc = _rebuild_json_exception(exc)
-            elif isinstance(exc, concurrent.futures.CancelledError):
+            if isinstance(exc, concurrent.futures.CancelledError):
                 fut.cancel()
                 return
-            elif not isinstance(exc, BaseException):
-                exc = RemoteError(type(exc).__name__, str(exc))
-            elif not isinstance(exc, Exception):
-                exc = _remote_base_exception(exc, [])
-            settle(fut, exc=exc)
+            settle(fut, exc=replies.exception_from_reply((exc, []), self.endpoint)[0])
         else:
             settle(fut, content.get("result"))
 
@@ -343,31 +319,9 @@ class _ProxyCore:
                                          serializer=self.protocol.serializer)
 
     # ---------------------------------------------------------------- calls
-    def decode(self, frames: List[bytes]) -> Any:
-        protocol = self.protocol
-        env = protocol.check(frames)
-        try:
-            return protocol.loads(env.serializer, frames[2], frames[5:])
-        except ProtocolError:
-            if not env.serializer.startswith("pickle"):
-                raise
-            import io
-
-            return _TolerantUnpickler(io.BytesIO(bytes(frames[2]))).load()
-
-    def interpret(self, content: Any) -> Any:
-        if not (isinstance(content, (tuple, list)) and len(content) == 3 and content[0] == "PSMessage"):
-            return content
-        kind, value = content[1], content[2]
-        if kind == "return":
-            return value
-        if kind == "remote":
-            return _REMOTE
-        if kind == "future_register":
-            return self.register_future(value)
-        if kind == "raise":
-            _raise_from_reply(value, self.endpoint)
-        raise ProtocolError(f"unknown reply {kind!r} from {self.endpoint}")
+    def read_reply(self, frames: List[bytes]) -> Any:
+        """What a reply's frames stand for (see ``replies.value``); raises the server's exception."""
+        return replies.read_value(self.protocol, frames, self.endpoint, self.on_future_reply)
 
     def check_process(self) -> None:
         """ProxyClosed at once if this proxy was inherited across os.fork()."""
@@ -385,8 +339,9 @@ class _ProxyCore:
         content = ("PSMessage", action, options)
         local = inline.server_for(self.endpoint)
         if local is not None:
-            return self.interpret(local.handle_inline(content, new_msgid(), self.protocol.serializer,
-                                                      self.requester.sender, self.protocol.hmac_key))
+            return replies.value(local.handle_inline(content, new_msgid(), self.protocol.serializer,
+                                                     self.requester.sender, self.protocol.hmac_key),
+                                 self.endpoint, self.on_future_reply)
         try:
             frames = self.requester.request_frames(self.endpoint, content,
                                                    self.timeout if timeout is None else timeout,
@@ -396,10 +351,7 @@ class _ProxyCore:
             raise
         if not liveness.alive:  # the common case skips the call
             liveness.call_answered()
-        content = self.decode(frames)
-        if type(content) is tuple and len(content) == 3 and content[1] == "return" and content[0] == "PSMessage":
-            return content[2]  # the common reply, without interpret()'s other cases
-        return self.interpret(content)
+        return replies.read_value(self.protocol, frames, self.endpoint, self.on_future_reply)
 
     def call_async(self, action: str, options: Dict[str, Any]) -> RemoteFuture:
         self.check_process()
@@ -412,7 +364,7 @@ class _ProxyCore:
             return fut
 
         def convert(frames: List[bytes]) -> Any:
-            value = self.interpret(self.decode(frames))
+            value = self.read_reply(frames)
             if isinstance(value, RemoteFuture):
                 fut.on_cancel(value.cancel)
             return value
@@ -437,8 +389,7 @@ class _ProxyCore:
                     copy_outcome(src, out)
                     return
                 values = src.result()
-                settle(out, {name: (kind, exception_from_reply(value, endpoint)[0] if kind == "raise" else value)
-                             for name, (kind, value) in dict(values).items()})
+                settle(out, replies.outcomes(values, endpoint))
 
             raw.add_done_callback(done)
             return out
@@ -613,61 +564,6 @@ def close_all_proxies() -> None:
 atexit.register(close_all_proxies)
 
 
-def _rebuild_json_exception(value: Dict[str, Any]) -> BaseException:
-    name = str(value.get("__exception__", "Exception"))
-    cls = builtin_exception(name)
-    args = value.get("args") or []
-    if cls is not None:
-        try:
-            exc = cls(*args)
-        except Exception:
-            pass
-        else:
-            if isinstance(value.get("reason"), str):
-                setattr(exc, REASON_ATTR, value["reason"])
-            return exc
-    return RemoteError(name, str(value.get("message", "")))
-
-
-def exception_from_reply(value: Any, endpoint: str) -> Tuple[BaseException, Any]:
-    """The exception a 'raise' reply's value stands for, and the server's traceback lines.
-
-    Also used for the per-name outcomes of 'getmany' (watch and bind).
-    """
-    try:
-        exc, tb = value
-    except (TypeError, ValueError):
-        exc, tb = value, []
-    if isinstance(exc, dict) and "__exception__" in exc:
-        exc = _rebuild_json_exception(exc)
-    if is_signature_rejection(exc):
-        return AuthenticationError(f"{endpoint} rejected the request's signature: the HMAC keys differ "
-                             "(check PZC_KEY or Protocol(hmac_key=...))"), []
-    denied = denied_from(exc) if isinstance(exc, PermissionError) else None
-    if denied is not None:
-        return denied, tb
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(type(exc).__name__, str(exc), "".join(tb or []))
-    elif not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt... of served code: never raised here as such
-        exc = _remote_base_exception(exc, tb)
-    if isinstance(exc, RemoteError) and not exc.remote_traceback and tb:
-        exc.remote_traceback = "".join(tb) if not isinstance(tb, str) else tb
-    return exc, tb
-
-
-def _remote_base_exception(exc: BaseException, tb: Any) -> RemoteError:
-    """A RemoteError naming a server-side BaseException (it would end the caller's thread or program)."""
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    text = tb if isinstance(tb, str) else "".join(str(line) for line in (tb or []))
-    return RemoteError(name, str(exc), text)
-
-
-def _raise_from_reply(value: Any, endpoint: str) -> None:
-    exc, tb = exception_from_reply(value, endpoint)
-    raise_remote(exc, tb)
-
-
 _getattribute = object.__getattribute__
 
 
@@ -680,7 +576,7 @@ def _remote(core: _ProxyCore, name: str, proxy: Any = None) -> Any:
     if name in core.remote_names:
         return RemoteAttribute(name, core, proxy)
     value = core.call("get", {"name": name, "force_as_object": name in core.object_names})
-    if value is _REMOTE:
+    if value is replies.REMOTE_VALUE:
         return RemoteAttribute(name, core, proxy)
     return value
 
@@ -946,10 +842,9 @@ class Proxy:
             child_gone = process is not None and not process.alive()
             if not core.closed and core.alive and not child_gone:
                 reply = core.requester.request(core.endpoint, "stop", min(core.timeout, core.settings.stop_request_timeout))
-                if isinstance(reply, (tuple, list)) and len(reply) == 3 and reply[1] == "raise":
-                    exc, _ = exception_from_reply(reply[2], core.endpoint)
-                    if isinstance(exc, AccessDenied):
-                        refused = exc
+                exc = replies.failure(reply, core.endpoint)
+                if isinstance(exc, AccessDenied):
+                    refused = exc
         except (RemoteTimeout, ProtocolError, PizcoError):
             logger.debug("stop request to %s", core.endpoint, exc_info=True)
         finally:

@@ -30,10 +30,10 @@ from typing import Any, Dict, Optional, Sequence
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from . import config, iothread
+from . import config, iothread, replies
 from .agent import new_msgid
 from .endpoints import host_of, is_wildcard, normalize_optional, split_tcp
-from .errors import AuthenticationError, NameTaken, PizcoError, ProtocolError, RemoteError, RemoteTimeout
+from .errors import AccessDenied, AuthenticationError, NameTaken, PizcoError, ProtocolError, RemoteError, RemoteTimeout
 from .protocol import Protocol
 from .security import CurveConfig
 
@@ -113,43 +113,46 @@ def _exec_message(method: str, args: Sequence[Any]) -> tuple:
 REGISTRY_SERIALIZER = "json"
 
 
+#: How a malformed reply names the peer that sent it.
+_PEER = "pizco_qt registry"
+
+
 def _malformed(endpoint: str, what: Any) -> ProtocolError:
-    return ProtocolError(f"{endpoint} is not a pizco_qt registry: it answered {str(what)[:120]}")
+    return replies.malformed(endpoint, what, _PEER)
 
 
-def _decode_reply(frames: Sequence[Any], protocol: Protocol, endpoint: str) -> Any:
-    """The content of a registry reply: signature checked first, json only (ProtocolError otherwise)."""
-    env = protocol.check(frames)
-    if env.serializer != REGISTRY_SERIALIZER:
-        raise _malformed(endpoint, f"a {env.serializer!r} reply (registry replies are json)")
-    return protocol.loads(env.serializer, frames[2])
+def _read_reply(frames: Sequence[Any], protocol: Protocol, endpoint: str) -> Any:
+    """The value of a registry reply, or raise the registry's exception; ProtocolError if malformed.
 
-
-def _interpret(content: Any, endpoint: str) -> Any:
-    """The value of a registry reply, or raise the registry's exception; ProtocolError if malformed."""
-    if isinstance(content, list):
-        content = tuple(content)
-    if not (isinstance(content, tuple) and len(content) == 3 and content[0] == "PSMessage"):
-        raise _malformed(endpoint, repr(content))
-    kind, value = content[1], content[2]
-    if kind == "return":
+    Signature checked first, json only (nothing is ever unpickled), strict: a
+    reply that is no PSMessage 'return' or 'raise' is a ProtocolError naming
+    ``endpoint``, never an AttributeError.
+    """
+    content = replies.decode(protocol, frames, (REGISTRY_SERIALIZER,), endpoint=endpoint, peer=_PEER)
+    kind, value = replies.classify(content, endpoint, strict=True, peer=_PEER)
+    if kind == replies.RETURN:
         return value
-    if kind == "raise":
-        exc = value[0] if isinstance(value, (tuple, list)) and value else value
-        if not (isinstance(exc, dict) and isinstance(exc.get("__exception__"), str)):
-            raise _malformed(endpoint, f"an error that is not one: {exc!r}")
-        args = exc.get("args") if isinstance(exc.get("args"), list) else []
-        name = exc["__exception__"]
-        if name == "KeyError":
-            raise KeyError(*args[:1])
-        if name == "PermissionError":
-            from .errors import AccessDenied
-
-            raise AccessDenied(" ".join(map(str, args)))
-        if name in ("ValueError", "TypeError"):
-            raise ProtocolError(f"{endpoint} refused the request: {name}: {' '.join(map(str, args))}")
-        raise RemoteError(name[:80], " ".join(map(str, args))[:1000])
+    if kind == replies.RAISE:
+        raise _registry_error(value, endpoint)
     raise _malformed(endpoint, f"a {kind!r} reply")
+
+
+def _registry_error(value: Any, endpoint: str) -> Exception:
+    """The exception a registry's 'raise' stands for, decided on the exception's name alone (no
+    class named by the peer is instantiated): KeyError (no such name), AccessDenied (refused),
+    ProtocolError (a bad request), RemoteError (anything else)."""
+    exc, _ = replies.split_raise(value)
+    parts = replies.json_exception(exc)
+    if parts is None:
+        return _malformed(endpoint, f"an error that is not one: {exc!r}")
+    name, args = parts.name, parts.args
+    if name == "KeyError":
+        return KeyError(*args[:1])
+    if name == "PermissionError":
+        return AccessDenied(" ".join(map(str, args)))
+    if name in ("ValueError", "TypeError"):
+        return ProtocolError(f"{endpoint} refused the request: {name}: {' '.join(map(str, args))}")
+    return RemoteError(name[:80], " ".join(map(str, args))[:1000])
 
 
 def _entry_or_none(value: Any, endpoint: str) -> Optional[Dict[str, Any]]:
@@ -220,7 +223,7 @@ def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, t
             if sock in events:
                 reply = sock.recv_multipart()
                 if len(reply) >= 5 and reply[0] == b"" and reply[4] == frames[3]:
-                    return _interpret(_decode_reply(reply[1:], protocol, endpoint), endpoint)
+                    return _read_reply(reply[1:], protocol, endpoint)
     except zmq.ZMQError as exc:
         raise _NoAnswer(f"cannot reach {endpoint}: {exc}") from None
     finally:
@@ -454,8 +457,7 @@ def _refresh(reg: _Registration) -> None:
     try:
         fut = server.request_async(
             reg.endpoint, _exec_message("register", reg.register_args(server)),
-            lambda frames: _entry_or_none(_interpret(_decode_reply(frames, reg.protocol, reg.endpoint), reg.endpoint),
-                                          reg.endpoint),
+            lambda frames: _entry_or_none(_read_reply(frames, reg.protocol, reg.endpoint), reg.endpoint),
             serializer=REGISTRY_SERIALIZER)
     except Exception:
         logger.debug("sending the registration of %r", reg.name, exc_info=True)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
 
-from . import forking, iothread, limits
+from . import forking, iothread, limits, replies
 from .config import Settings
 from .delivery import dispatcher
 from .errors import PizcoError, RemoteTimeout
@@ -171,7 +171,7 @@ class Requester:
 
     def request(self, endpoint: str, content: Any, timeout: Optional[float] = None) -> Any:
         """Send ``content`` to ``endpoint`` and return the reply's content."""
-        return read_reply(self.protocol, self.request_frames(endpoint, content, timeout))
+        return replies.decode(self.protocol, self.request_frames(endpoint, content, timeout))
 
     # ------------------------------------------------------------------ non-blocking (I/O thread)
     def request_async(self, endpoint: str, content: Any,
@@ -187,7 +187,7 @@ class Requester:
         msgid = new_msgid()
         frames = self.protocol.encode(self.sender, "", content, msgid, serializer)
         protocol = self.protocol
-        self._pending[msgid] = (fut, on_reply or (lambda f: read_reply(protocol, f)))
+        self._pending[msgid] = (fut, on_reply or (lambda f: replies.decode(protocol, f)))
 
         def send() -> None:
             sock = self._async_sock(endpoint)
@@ -284,11 +284,6 @@ class Requester:
         for fut, _ in list(self._pending.values()):
             fut.cancel()
         self._pending.clear()
-
-
-def read_reply(protocol: Protocol, frames: List[bytes]) -> Any:
-    """The content of a reply's frames (signature checked, content decoded)."""
-    return protocol.decode(frames).content
 
 
 def _resolve(fut: concurrent.futures.Future, convert: Callable[[List[bytes]], Any], frames: List[bytes]) -> None:

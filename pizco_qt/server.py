@@ -21,7 +21,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Deque, Dict, Optional, Set, Tuple
 
-from . import config
+from . import config, replies
 from . import dispatch as _dispatch, forking, inline
 from . import gate as _gate
 from .access import CONTROLLER, LOCK_TOPIC, OBSERVER, AccessControl, client_from_sender
@@ -319,8 +319,8 @@ class Server(Agent):
         else:
             reply = self._call_in_thread(thread, lambda: self.on_request(
                 env.sender, env.topic, content, env.msgid, env.serializer))
-        if isinstance(reply, tuple) and len(reply) == 3 and reply[1] == "raise":
-            exc = reply[2][0] if isinstance(reply[2], tuple) else reply[2]
+        if replies.kind_of(reply) == replies.RAISE:
+            exc = replies.split_raise(reply[2])[0]
             action = content[1] if isinstance(content, tuple) and len(content) == 3 else "?"
             name = content[2].get("name", "") if action != "?" and isinstance(content[2], dict) else ""
             self.recent_errors.append((time.time(), str(action), str(name), repr(exc)))

@@ -191,3 +191,78 @@ def test_no_module_touches_another_objects_private_attributes(root):
         pytest.skip(f"{root} is not installed next to the package")
     found = foreign_private_accesses(root)
     assert not found, "\n".join(f"{path}:{line}: {text}" for path, line, text in found)
+
+
+# ---------------------------------------------------------------------- reading a reply
+#: Kinds that only a reply has: comparing anything with them is reading a reply.
+_ONLY_REPLY_WORDS = {"future_register", "remote"}
+#: Words that, compared with their place in a content (``reply[1] == "raise"``), read a reply by hand:
+#: the place of each (a slice covers any). A getmany outcome's ``outcome[0] == "raise"`` is not a reply.
+_REPLY_WORDS = {"PSMessage": 0, "raise": 1, "return": 1}
+#: Hand readings that stay, each with its reason.
+HAND_READING_ALLOWED: Set[Tuple[str, str]] = {
+    # the encoder looks at what it is about to send (a request or a reply) to pick its fast path
+    ("pizco_qt/protocol.py", "content[0] == 'PSMessage'"),
+}
+
+
+def _words(node: ast.AST) -> Set[str]:
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return {i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)}
+
+
+def _reads_place(node: ast.AST, place: int) -> bool:
+    """``x[place]``, a slice ``x[i:j]``, or a call over one (``tuple(info[:2])``)."""
+    if isinstance(node, ast.Call):
+        return any(_reads_place(arg, place) for arg in node.args)
+    if not isinstance(node, ast.Subscript):
+        return False
+    index = node.slice
+    return isinstance(index, ast.Slice) or (isinstance(index, ast.Constant) and index.value == place)
+
+
+def hand_read_replies(root: pathlib.Path) -> List[Tuple[str, int, str]]:
+    """Each comparison outside replies.py that reads a reply's shape or kind by hand."""
+    found = []
+    for path in _sources(root):
+        rel = path.relative_to(root.parent).as_posix()
+        if rel == "pizco_qt/replies.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not isinstance(node, ast.Compare):
+                continue
+            operands = [node.left] + node.comparators
+            for i, operand in enumerate(operands):
+                words = _words(operand)
+                others = operands[:i] + operands[i + 1:]
+                if words & _ONLY_REPLY_WORDS or any(_reads_place(o, _REPLY_WORDS[w]) for w in words & set(_REPLY_WORDS)
+                                                    for o in others):
+                    text = ast.unparse(node)
+                    if (rel, text) not in HAND_READING_ALLOWED:
+                        found.append((rel, node.lineno, text))
+                    break
+    return sorted(found)
+
+
+def test_the_reading_scan_finds_hand_readings(tmp_path):
+    fake = tmp_path / "pizco_qt"
+    fake.mkdir()
+    (fake / "sample.py").write_text("def f(reply, kind, info, outcome):\n"
+                                    "    a = reply[1] == 'raise'\n"
+                                    "    b = kind == 'future_register'\n"
+                                    "    c = tuple(info[:2]) == ('PSMessage', 'raise')\n"
+                                    "    d = kind in ('remote', 'other')\n"
+                                    "    e = outcome[0] == 'raise'  # a getmany outcome's kind, not a reply\n"
+                                    "    return reply[0] == 'PSMessage'\n")
+    found = [text for _, _, text in hand_read_replies(fake)]
+    assert found == ["reply[1] == 'raise'", "kind == 'future_register'", "tuple(info[:2]) == ('PSMessage', 'raise')",
+                     "kind in ('remote', 'other')", "reply[0] == 'PSMessage'"], found
+
+
+@pytest.mark.parametrize("root", [PACKAGE, APPS], ids=["pizco_qt", "apps"])
+def test_only_the_replies_module_reads_a_reply(root):
+    """Decoding, classifying and turning a 'raise' into an exception are replies.py's (one helper)."""
+    if not root.exists():
+        pytest.skip(f"{root} is not installed next to the package")
+    found = hand_read_replies(root)
+    assert not found, "\n".join(f"{path}:{line}: {text}" for path, line, text in found)

@@ -96,7 +96,7 @@ def test_every_error_reads_correctly_with_default_and_typical_arguments():
 
 
 def test_a_signature_rejection_is_recognised_by_its_reason_word_not_its_wording():
-    from pizco_qt.proxy import exception_from_reply
+    from pizco_qt.replies import exception_from_reply
 
     reworded = errors.signature_rejection("the signature did not match (any wording)")
     assert type(reworded) is ValueError  # a builtin on the wire, for original peers
