@@ -16,23 +16,23 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import logging
-import os
 import threading
-import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import forking, inline, iothread, limits, replies
 from .config import Settings
-from .delivery import current_target, dispatcher
-from .access import CONTROLLER, LOCK_TOPIC, client_sender, default_label, holder_id
+from .delivery import current_target
+from .access import CONTROLLER, LOCK_TOPIC, client_sender, default_label
 from .endpoints import connectable, normalize
-from .errors import AccessDenied, ConnectionLost, Locked, PizcoError, ProtocolError, ProxyClosed, RemoteTimeout
-from .protocol import OOB, Envelope, Protocol, _id_prefix, new_msgid
+from .errors import AccessDenied, ConnectionLost, PizcoError, ProtocolError, ProxyClosed, RemoteTimeout
+from .protocol import OOB, Protocol, new_msgid
 from .requesting import Requester
 from .security import CurveConfig
 from .futures import RemoteFuture, copy_outcome, settle
 from .heartbeat import ConnectionState, Liveness
+from .locking import LockClient
+from .remote_futures import FutureTable
 from .remote_signals import _Connection, _SignalSub
 from .subscribing import Subscriber
 from .signals import params_from_signature
@@ -75,8 +75,9 @@ class _ProxyCore:
     """Everything a Proxy knows and does; holds no reference to the Proxy itself.
 
     Its parts: a ``requester`` (calls), a ``subscriber`` (signals, futures,
-    heartbeats) and a ``liveness`` (lost/regained, reconnection), all working on
-    the I/O thread ``io``.
+    heartbeats), a ``liveness`` (lost/regained, reconnection), ``locking``
+    (exclusive control, locking.py) and ``remote_futures`` (server-side Futures,
+    remote_futures.py), all working on the I/O thread ``io``.
     """
 
     def __init__(self, endpoint: str, timeout: Optional[float], protocol: Optional[Protocol],
@@ -103,10 +104,9 @@ class _ProxyCore:
         self.target = current_target()
         self.connection = ConnectionState()
         self.signals: Dict[str, _SignalSub] = {}
-        self.futures: Dict[str, RemoteFuture] = {}
-        self.orphans: Dict[str, Tuple[float, Any]] = {}
+        self.remote_futures = FutureTable(endpoint, self.protocol, settings, self.cancel_remote)
         #: What a 'future_register' reply is handed to (bound once: the call path allocates nothing for it).
-        self.on_future_reply = self.register_future
+        self.on_future_reply = self.remote_futures.register
         self.remote_names: frozenset = frozenset()
         self.object_names: frozenset = frozenset()
         self.slot_param_cache: Dict[str, Tuple[int, Optional[int]]] = {}
@@ -115,14 +115,7 @@ class _ProxyCore:
         self.keeper: Any = None
         self.tracking = False
         self.role = CONTROLLER
-        self.lock_held = False
-        #: The lock holder as last heard of ('info', lock changes), or None.
-        self.lock_holder: Optional[Dict[str, Any]] = None
-        self.lock_renewing = False
-        self.lock_generation = 0
-        self.lock_event = threading.Event()
-        # never 'active' (the subscription is internal); a weak proxy of the core: no cycle
-        self.lock_sub = _SignalSub(weakref.proxy(self), LOCK_TOPIC)
+        self.locking = LockClient(self)
         try:
             info = self.requester.request(endpoint, "info", self.timeout)
             refused = replies.failure(info, endpoint)
@@ -135,10 +128,11 @@ class _ProxyCore:
             raise
         self.apply_info(info)
         try:
-            self.io.call(lambda: self.liveness.subscribe_internal(self._on_future_frames), timeout=self.timeout)
+            futures = self.remote_futures
+            self.io.call(lambda: self.liveness.subscribe_internal(futures.on_frames), timeout=self.timeout)
             if "lock" in self.caps:
-                subscriber, sender = self.subscriber, self.sender
-                self.io.call(lambda: subscriber.add(sender, LOCK_TOPIC, self._on_lock_frames), timeout=self.timeout)
+                subscriber, sender, locking = self.subscriber, self.sender, self.locking
+                self.io.call(lambda: subscriber.add(sender, LOCK_TOPIC, locking.on_frames), timeout=self.timeout)
             if "ack" in self.caps:
                 self.subscriber.request_ack(self.sender, self.timeout)
             remote, plain = self.call("inspect", {})
@@ -167,158 +161,20 @@ class _ProxyCore:
         self.compact = "compact" in self.caps
         self.role = str(info.get("role", CONTROLLER))
         holder = info.get("lock_holder")
-        self.note_lock_holder(holder if isinstance(holder, dict) else None, notify=True)
+        self.locking.note_holder(holder if isinstance(holder, dict) else None, notify=True)
         key = info.get("observer_key")
         if isinstance(key, str):  # publications are signed with the observer key
             import base64
 
             self.subscriber.protocol = Protocol(base64.b64decode(key), ser)
 
-    # ---------------------------------------------------------------- exclusive control
-    def _on_lock_frames(self, env: Envelope, frames: List[bytes]) -> None:
-        """A lock change (I/O thread): note it, wake lock waiters, deliver to ``_proxy_lock_changed``."""
-        try:
-            content = self.protocol.loads(env.serializer, frames[2], frames[5:])
-            holder = content[0] if isinstance(content, (tuple, list)) and content else None
-        except Exception:
-            return
-        holder = holder if isinstance(holder, dict) else None
-        self.note_lock_holder(holder, notify=False)
-        self.lock_event.set()
-        self.lock_sub.sink(env, frames)
-
-    def note_lock_holder(self, holder: Optional[Dict[str, Any]], notify: bool) -> None:
-        """Remember who holds the lock; ``notify``: tell ``_proxy_lock_changed`` slots of a change
-        learnt otherwise than from a lock change (an 'info' reply after a reconnection)."""
-        changed = holder != self.lock_holder
-        self.lock_holder = holder  # whether this proxy still holds it, its renewals tell
-        if changed and notify and self.lock_sub.connections:
-            from .remote_signals import _Incoming
-
-            inc = _Incoming(None, None, None, (holder,))  # type: ignore[arg-type]
-            for conn in self.lock_sub.connections:
-                conn.push(inc)
-
-    def write_blocked(self) -> Optional[str]:
-        """Why this client may not write now (an observer, or another client holds the lock), or None."""
-        if self.role == "observer":
-            return "read-only: you are an observer of this server"
-        holder = self.lock_holder
-        if holder is not None and holder.get("id") != self.my_id:
-            return f"read-only: {holder.get('label', 'another client')} holds exclusive control of this server"
-        return None
-
-    @property
-    def my_id(self) -> str:
-        """The id a lock holder dict shows when this proxy holds the lock."""
-        return holder_id(self.requester.sender)
-
-    def take_lock(self, timeout: Optional[float]) -> Dict[str, Any]:
-        if "lock" not in self.caps:
-            raise PizcoError(f"the server at {self.endpoint} does not offer exclusive control")
-        wait = self.timeout if timeout is None else float(timeout)
-        deadline = time.monotonic() + wait
-        while True:
-            self.lock_event.clear()
-            try:
-                info = self.call("lock", {})
-            except Locked:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise
-                self.lock_event.wait(min(remaining, self.settings.lock_retry_interval))  # a lock change wakes us early
-                continue
-            self.lock_held = True
-            self.lock_generation += 1
-            self.lock_holder = info if isinstance(info, dict) else self.lock_holder
-            if not self.lock_renewing:
-                self.lock_renewing = True
-                self.io.call_later(self.settings.lock_renew, self._renew_lock)
-            return info
-
-    def _renew_lock(self) -> None:
-        """I/O thread: renew the lease every ``settings.lock_renew`` seconds while this proxy holds it."""
-        if self.closed or not self.lock_held:
-            self.lock_renewing = False
-            return
-        generation = self.lock_generation
-
-        def done(fut: concurrent.futures.Future) -> None:
-            try:
-                ended = fut.result() is None  # the lease ended (expired, or the server restarted)
-            except (Locked, AccessDenied):
-                ended = True
-            except BaseException:
-                return  # a lost server: renewals go on until it answers or the proxy closes
-            if ended and generation == self.lock_generation:  # not taken or released since
-                self.lock_held = False
-
-        if self.alive:
-            fut = self.requester.request_async(self.endpoint, ("PSMessage", "lock", {"renew": True}),
-                                               self.read_reply,
-                                               self.protocol.serializer)
-            fut.add_done_callback(done)
-        self.io.call_later(self.settings.lock_renew, self._renew_lock)
-
-    def release_lock(self) -> bool:
-        if "lock" not in self.caps:
-            return False
-        released = bool(self.call("unlock", {}))
-        self.lock_held = False
-        self.lock_generation += 1
-        return released
-
-    # ---------------------------------------------------------------- futures
-    def _on_future_frames(self, env: Envelope, frames: List[bytes]) -> None:
-        loads = self.protocol.loads
-        dispatcher.post(lambda: self._on_future(loads(env.serializer, frames[2], frames[5:])))
-
-    def _on_future(self, content: Any) -> None:
-        if not isinstance(content, dict):
-            return
-        msgid = content.get("msgid")
-        with self.lock:
-            fut = self.futures.pop(msgid, None)
-            if fut is None:
-                now = time.monotonic()
-                self.orphans[msgid] = (now, content)
-                limit = self.settings.max_orphans
-                if len(self.orphans) > limit:
-                    for key, (t, _) in list(self.orphans.items()):
-                        if now - t > self.settings.orphan_expiry or len(self.orphans) > limit:
-                            del self.orphans[key]
-                return
-        self._settle_future(fut, content)
-
-    def _settle_future(self, fut: RemoteFuture, content: Dict[str, Any]) -> None:
-        exc = content.get("exception")
-        if exc is not None:
-            if isinstance(exc, concurrent.futures.CancelledError):
-                fut.cancel()
-                return
-            settle(fut, exc=replies.exception_from_reply((exc, []), self.endpoint)[0])
-        else:
-            settle(fut, content.get("result"))
-
-    def register_future(self, msgid: str) -> RemoteFuture:
-        fut = RemoteFuture()
-        fut.on_cancel(lambda: self._cancel_remote(msgid))
-        with self.lock:
-            orphan = self.orphans.pop(msgid, None)
-            if orphan is None:
-                self.futures[msgid] = fut
-        if orphan is not None:
-            self._settle_future(fut, orphan[1])
-        return fut
-
-    def _cancel_remote(self, msgid: str) -> None:
-        with self.lock:
-            self.futures.pop(msgid, None)
+    # ---------------------------------------------------------------- calls
+    def cancel_remote(self, msgid: str) -> None:
+        """Ask the server to cancel its Future ``msgid`` (its Future here was cancelled), if it can."""
         if "cancel" in self.caps and not self.closed:
             self.requester.request_async(self.endpoint, ("PSMessage", "cancel", {"msgid": msgid}),
                                          serializer=self.protocol.serializer)
 
-    # ---------------------------------------------------------------- calls
     def read_reply(self, frames: List[bytes]) -> Any:
         """What a reply's frames stand for (see ``replies.value``); raises the server's exception."""
         return replies.read_value(self.protocol, frames, self.endpoint, self.on_future_reply)
@@ -515,13 +371,7 @@ class _ProxyCore:
     def close(self) -> None:
         if self.closed:
             return
-        if self.lock_held:  # exclusive control ends with the proxy that took it
-            try:
-                if self.alive:
-                    self.call("unlock", {}, min(self.timeout, self.settings.unlock_timeout))
-            except Exception:
-                logger.debug("releasing the lock of %s", self.endpoint, exc_info=True)
-            self.lock_held = False
+        self.locking.release_on_close()  # exclusive control ends with the proxy that took it
         self.closed = True
         if forking.inherited(self.owner_pid):
             return  # inherited across fork: its threads and sockets are the parent's
@@ -529,12 +379,9 @@ class _ProxyCore:
             for c in sub.connections:
                 c.kill()
             sub.connections = ()
+        self.remote_futures.cancel_all()  # locally only: the server is not told
         with self.lock:
-            futures = list(self.futures.values())
-            self.futures.clear()
             keeper, self.keeper = self.keeper, None
-        for fut in futures:
-            concurrent.futures.Future.cancel(fut)  # locally only: the server is not told
         self._close_parts()
         del keeper  # after closing: the Proxy's own __del__ then finds the core closed
 
@@ -784,12 +631,12 @@ class Proxy:
         AccessDenied
             This client is an observer.
         """
-        self._proxy_core.take_lock(timeout)
+        self._proxy_core.locking.take(timeout)
         return LockHandle(self._proxy_core)
 
     def _proxy_unlock(self) -> bool:
         """Release exclusive control; False if this proxy did not hold it."""
-        return self._proxy_core.release_lock()
+        return self._proxy_core.locking.release()
 
     def _proxy_lock_holder(self) -> Optional[Dict[str, Any]]:
         """Who holds exclusive control: ``{'label', 'host', 'pid', 'since', 'id'}`` or None."""
@@ -800,7 +647,7 @@ class Proxy:
 
     def _proxy_holds_lock(self) -> bool:
         """Whether this proxy holds exclusive control (as far as it knows)."""
-        return self._proxy_core.lock_held
+        return self._proxy_core.locking.held
 
     def _proxy_lock_holder_future(self) -> concurrent.futures.Future:
         """``_proxy_lock_holder()`` without waiting: a Future of the holder dict, or None."""
@@ -814,7 +661,7 @@ class Proxy:
     def _proxy_write_blocked(self) -> Optional[str]:
         """Why this client may not write now (an observer, or another client holds exclusive control),
         or None; what the proxy knows, without a round trip."""
-        return self._proxy_core.write_blocked()
+        return self._proxy_core.locking.write_blocked()
 
     @property
     def _proxy_lock_changed(self) -> "_LockChanged":
@@ -849,7 +696,7 @@ class Proxy:
             logger.debug("stop request to %s", core.endpoint, exc_info=True)
         finally:
             if refused is None:
-                core.lock_held = False  # the server ends with its lock
+                core.locking.forget()  # the server ends with its lock
                 core.close()
                 if local is not None:
                     local.stop()
@@ -979,12 +826,12 @@ class LockHandle:
 
     def release(self) -> bool:
         """Release exclusive control; False if it was not held any more."""
-        return self._core.release_lock()
+        return self._core.locking.release()
 
     @property
     def held(self) -> bool:
         """Whether the proxy still holds it (as far as it knows)."""
-        return self._core.lock_held
+        return self._core.locking.held
 
     def __enter__(self) -> "LockHandle":
         return self
@@ -1008,22 +855,11 @@ class _LockChanged:
 
     def connect(self, slot: Any) -> None:
         """Call ``slot(holder)`` at each change (connecting the same slot twice does nothing)."""
-        sub = self._core.lock_sub
-        with sub.lock:
-            if any(c.slot == slot for c in sub.connections):
-                return
-            sub.connections = sub.connections + (_Connection(slot, current_target(), False, sub),)
+        self._core.locking.connect(slot)
 
     def disconnect(self, slot: Any = None) -> None:
         """Disconnect ``slot`` (TypeError if not connected), or every slot."""
-        sub = self._core.lock_sub
-        with sub.lock:
-            found = [c for c in sub.connections if slot is None or c.slot == slot]
-            if slot is not None and not found:
-                raise TypeError(f"{slot!r} is not connected to the lock changes of {self._core.endpoint}")
-            for c in found:
-                c.kill()
-            sub.connections = tuple(c for c in sub.connections if c not in found)
+        self._core.locking.disconnect(slot)
 
     @property
     def signal(self) -> str:

@@ -33,7 +33,7 @@ from zmq.utils.monitor import recv_monitor_message
 from . import config, iothread, replies
 from .agent import new_msgid
 from .endpoints import host_of, is_wildcard, normalize_optional, split_tcp
-from .errors import AccessDenied, AuthenticationError, NameTaken, PizcoError, ProtocolError, RemoteError, RemoteTimeout
+from .errors import AccessDenied, AuthenticationError, NameTaken, PizcoError, ProtocolError, RemoteError
 from .protocol import Protocol
 from .security import CurveConfig
 

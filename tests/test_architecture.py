@@ -103,7 +103,8 @@ def test_no_import_cycle_counting_function_level_imports():
 
 
 CLIENT_SIDE = ["pizco_qt.proxy", "pizco_qt.polling", "pizco_qt.binding", "pizco_qt.requesting",
-               "pizco_qt.subscribing", "pizco_qt.heartbeat", "pizco_qt.remote_signals", "pizco_qt.registry_client"]
+               "pizco_qt.subscribing", "pizco_qt.heartbeat", "pizco_qt.remote_signals", "pizco_qt.registry_client",
+               "pizco_qt.replies", "pizco_qt.locking", "pizco_qt.remote_futures"]
 
 
 @pytest.mark.parametrize("module", CLIENT_SIDE)

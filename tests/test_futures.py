@@ -70,3 +70,50 @@ def test_many_futures_pipelined(served):
     _, proxy = served(Stage())
     futs = [proxy.echo.future(i) for i in range(300)]
     assert [f.result(10)[0] for f in futs] == [(i,) for i in range(300)]
+
+
+# ---------------------------------------------------------------------- the table of a proxy's server-side futures
+def _table(told, **settings):
+    from pizco_qt.config import Settings
+    from pizco_qt.protocol import Protocol
+    from pizco_qt.remote_futures import FutureTable
+
+    return FutureTable("tcp://127.0.0.1:5000", Protocol(), Settings(**settings), told.append)
+
+
+def test_the_table_settles_a_future_whose_outcome_comes_before_or_after_its_reply():
+    from pizco_qt import AccessDenied
+    from pizco_qt.errors import encode_exception, refusal
+
+    told = []
+    table = _table(told)
+    early = {"msgid": "a", "result": 1}
+    table.on_outcome(early)  # the outcome overtook its reply: kept as an orphan
+    assert table.register("a").result(0) == 1 and table.pending_count() == 0
+    late = table.register("b")
+    assert not late.done() and table.pending_count() == 1
+    table.on_outcome({"msgid": "b", "exception": encode_exception(refusal("observer", "no"), "json")[0]})
+    assert type(late.exception(0)) is AccessDenied  # read as every 'raise' is (pizco_qt.replies)
+    gone = table.register("c")
+    table.on_outcome({"msgid": "c", "exception": concurrent.futures.CancelledError()})
+    assert gone.cancelled()
+    table.on_outcome("not an outcome")
+    assert table.pending_count() == 0
+
+
+def test_the_table_keeps_a_bounded_number_of_orphans():
+    table = _table([], max_orphans=2, orphan_expiry=0.0)
+    for msgid in "xyz":
+        table.on_outcome({"msgid": msgid, "result": msgid})
+    assert table.register("z").result(0) == "z"
+    for msgid in "xy":  # dropped once there were more than max_orphans
+        assert not table.register(msgid).done()
+
+
+def test_cancelling_tells_the_server_closing_does_not():
+    told = []
+    table = _table(told)
+    first, second = table.register("a"), table.register("b")
+    assert first.cancel() and told == ["a"] and table.pending_count() == 1
+    table.cancel_all()
+    assert second.cancelled() and told == ["a"] and table.pending_count() == 0
