@@ -91,7 +91,7 @@ def _marked(static: Any) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=config.DEFAULTS.readonly_cache)
 def _class_readonly(cls: type, name: str) -> bool:
     try:
         return _marked(_inspect.getattr_static(cls, name))
@@ -161,7 +161,7 @@ def client_from_sender(sender: str, role: str = CONTROLLER) -> Client:
     key = (sender, role)
     client = _known.get(key)
     if client is None:
-        if len(_known) >= 4096:  # senders come from the network: keep the cache bounded
+        if len(_known) >= config.DEFAULTS.client_cache:  # senders come from the network: keep the cache bounded
             _known.clear()
         client = _known[key] = _parse_sender(sender, role)
     return client
@@ -335,6 +335,7 @@ class AccessControl:
         #: re-register every 2 s, logs them at DEBUG).
         self.write_log_level = logging.INFO
         self._future_owners: Dict[str, str] = {}
+        self._max_owners = settings.max_future_owners
 
     def holder(self) -> Optional[Dict[str, Any]]:
         """The current holder (label, host, pid, since, id), or None."""
@@ -405,7 +406,7 @@ class AccessControl:
         """Log a write that ran, and remember who owns a future it registered."""
         if replies.kind_of(reply) == replies.FUTURE:
             owners = self._future_owners
-            if len(owners) > 10000:
+            if len(owners) > self._max_owners:
                 owners.clear()
             owners[str(reply[2])] = client.id
         if not write:

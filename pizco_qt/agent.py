@@ -110,9 +110,9 @@ class Agent:
         #: The process that created this agent (see ``pizco_qt.forking``).
         self._owner_pid = forking.pid
         if _bind:  # before any socket or thread: a clear error, never a libzmq abort
-            limits.check_headroom(limits.SERVER_NEEDS, f"create a server at {rep_endpoint}")
+            limits.check_headroom(self.settings.fd_per_server, f"create a server at {rep_endpoint}")
         else:
-            limits.check_headroom(limits.PROXY_NEEDS, "create a client agent")
+            limits.check_headroom(self.settings.fd_per_proxy, "create a client agent")
         self._io = iothread.acquire()
         self._sender = f"urn:pizco_qt:{_id_prefix}:{os.getpid()}:{id(self):x}"
         #: The requesting part (synchronous and non-blocking requests).
@@ -368,14 +368,17 @@ class Agent:
         """Whether ``stop()`` has been called."""
         return self._stopped
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving and close every socket (idempotent; returns within ``timeout``).
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop serving and close every socket (idempotent; returns within ``timeout``,
+        default ``settings.stop_timeout``).
 
         If a remote 'stop' request is being carried out, this waits for it to end.
         """
         if forking.inherited(self._owner_pid):
             self._stopped = True  # inherited across fork: its threads and sockets are the parent's
             return
+        if timeout is None:
+            timeout = self.settings.stop_timeout
         with self._stop_lock:
             already = self._stopped
             self._stopped = True
@@ -387,7 +390,7 @@ class Agent:
         deadline = time.monotonic() + timeout
         self._before_stop()
         try:
-            self._io.call(self._close_io_sockets, timeout=max(0.1, deadline - time.monotonic()))
+            self._io.call(self._close_io_sockets, timeout=max(self.settings.poll_interval, deadline - time.monotonic()))
         except Exception:
             logger.debug("closing I/O sockets", exc_info=True)
         if self.answerer is not None:
@@ -412,7 +415,7 @@ def stop_all_agents() -> None:
     """Stop every live agent (exit hook)."""
     for agent in list(_live_agents):
         try:
-            agent.stop(timeout=1.0)
+            agent.stop(timeout=agent.settings.exit_stop_timeout)
         except Exception:
             logger.debug("stopping an agent at exit", exc_info=True)
 

@@ -69,7 +69,7 @@ class Answerer:
         self._busy = False
         self._reject_times: Dict[str, float] = {}
         #: Signed requests answered in the last 10 minutes (a keyed server answers each once).
-        self._replays = ReplayCache()
+        self._replays = ReplayCache(self.settings.replay_window, self.settings.replay_cache_size)
         self._replay_logged = 0.0
         #: Verifies requests signed with the observer key (they are then an observer's), or None.
         self.observer_protocol: Optional[Protocol] = None
@@ -165,9 +165,10 @@ class Answerer:
         items = [(router, zmq.POLLIN), (wake_r.fileno(), zmq.POLLIN)]
         poll = zmq.zmq_poll
         cmds = self._cmds
+        period_ms = max(1, round(self.settings.worker_poll_interval * 1000))
         while self._running:
             try:
-                events = poll(items, 1000)
+                events = poll(items, period_ms)
             except zmq.ZMQError:
                 break
             woken = False
@@ -219,7 +220,7 @@ class Answerer:
 
     def _serve_blocking(self, router: zmq.Socket, wake: zmq.Socket) -> None:
         """The worker loop: requests, and commands announced through ``wake``."""
-        router.setsockopt(zmq.RCVTIMEO, 1000)
+        router.setsockopt(zmq.RCVTIMEO, max(1, round(self.settings.worker_poll_interval * 1000)))
         cmds = self._cmds
         wake_id = self._wake_id
         while self._running:
@@ -409,7 +410,7 @@ class Answerer:
         self._running = False
         self.submit(lambda: None)
         if threading.current_thread() is not worker:
-            worker.join(max(0.05, timeout))
+            worker.join(max(self.settings.poll_interval, timeout))
             if worker.is_alive():
                 logger.warning("the server thread of %s is still inside user code; "
                                "left running as a daemon, its late reply will be discarded", self.endpoint)

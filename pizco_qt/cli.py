@@ -31,6 +31,7 @@ import threading
 import traceback
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .config import DEFAULTS
 from .endpoints import with_port
 from .security import add_curve_arguments, curve_from_args
 
@@ -184,7 +185,7 @@ class _StopControl:
         """Block (headless) until a stop is requested; returns the reason."""
         while self.reason is None:
             try:
-                select.select([self._r], [], [], 1.0)
+                select.select([self._r], [], [], DEFAULTS.interrupt_check_interval)
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 pass
             self.drain()
@@ -329,7 +330,7 @@ def _run(ns: argparse.Namespace, control: _StopControl) -> int:
             window.close()
         server.stop()  # also waits for a remote 'stop' being carried out
         if watcher is not None:
-            watcher.join(5)
+            watcher.join(server.settings.stop_timeout)
     return 0
 
 

@@ -135,6 +135,128 @@ class Settings:
     #: How many executed writes a server keeps (``Server.writes``).
     write_log: int = 100
 
+    # ---- stopping, waiting and polling
+    #: Seconds ``stop()`` of a Server, an Agent or the I/O thread, and closing a proxy's
+    #: sockets, wait for their threads by default (a worker still inside user code is left behind).
+    stop_timeout: float = 2.0
+    #: Seconds each agent (server or proxy) still running at interpreter exit gets to stop.
+    exit_stop_timeout: float = 1.0
+    #: Longest wait (s) of another thread for a command it runs on the I/O thread.
+    io_call_timeout: float = 5.0
+    #: Longest sleep (s) of a server's worker in one poll (it wakes at once for work and commands).
+    worker_poll_interval: float = 1.0
+    #: Seconds between the checks of a blocking wait for Ctrl+C or a stop (``serve_forever``,
+    #: the command lines, a registry's loop).
+    interrupt_check_interval: float = 0.25
+    #: Seconds between two looks of a waiting thread at a condition it cannot be woken for
+    #: (a child's ready line, a Qt call handed to another thread, a ZAP handler starting).
+    poll_interval: float = 0.05
+    #: Longest wait (s) for a child process that exited (or was killed) to be reaped.
+    reap_timeout: float = 10.0
+    #: Longest wait (s) for the rest of a child process's stderr after it exited.
+    stderr_drain_timeout: float = 2.0
+    #: Longest wait (s) to close a request socket while its owner thread is in a call ...
+    owner_wait: float = 0.5
+    #: ... after which a background thread closes it when the call ends, waiting at most this (s).
+    closer_patience: float = 3600.0
+    #: A request that kept the server busy longer than this (s) is credited back to the lock lease.
+    lease_credit_after: float = 0.05
+    #: Default seconds between two reads of ``watch()``.
+    watch_interval: float = 0.5
+
+    # ---- caches and bounds against what the network sends
+    #: Distinct client labels a server keeps parsed (senders come from the network).
+    client_cache: int = 4096
+    #: Distinct (class, name) pairs a process remembers the read-only mark of.
+    readonly_cache: int = 4096
+    #: Distinct message headers a process keeps parsed.
+    header_cache: int = 1024
+    #: Server-side futures a server remembers the requesting client of (for cancellation rights).
+    max_future_owners: int = 10_000
+    #: Seconds a captured signed request is remembered and refused as a replay ...
+    replay_window: float = 600.0
+    #: ... and at most this many message ids are remembered.
+    replay_cache_size: int = 100_000
+    #: Longest signature text (characters) a proxy parses to fit slot arguments.
+    max_signature_text: int = 4000
+    #: Slots a Qt event loop's turn runs between two looks at the clock (``turn_budget``).
+    turn_clock_every: int = 16
+    #: Items a reply is searched for large bytes (to choose out-of-band buffers), in all ...
+    large_bytes_scan: int = 200
+    #: ... per list, tuple or dict ...
+    large_bytes_scan_each: int = 50
+    #: ... and levels deep.
+    large_bytes_scan_depth: int = 4
+
+    # ---- file descriptors (estimates used to refuse before libzmq runs out)
+    #: Descriptors kept free for the rest of the process.
+    fd_reserve: int = 16
+    #: Descriptors a new server needs ...
+    fd_per_server: int = 16
+    #: ... a new proxy ...
+    fd_per_proxy: int = 10
+    #: ... and the first call of a new thread through a proxy.
+    fd_per_connection: int = 4
+    #: The command lines raise their soft descriptor limit up to this (within the hard limit).
+    fd_limit_target: int = 10240
+
+    # ---- the registry server
+    #: Seconds between the registry's probes of each registered server.
+    registry_probe_period: float = 1.0
+    #: Longest wait (s) for a server's answer to the registry's probe.
+    registry_probe_timeout: float = 0.3
+    #: Servers the registry keeps a recent probe answer of.
+    registry_probe_cache: int = 1024
+    #: Send queue (messages) of the registry's probe sockets ...
+    registry_probe_hwm: int = 4
+    #: ... and the largest probe answer (bytes) it accepts.
+    registry_probe_max_message: int = 64 * 1024
+    #: Seconds the registry remembers a name whose server went silent (to refuse stale refreshes) ...
+    registry_lapsed_memory: float = 600.0
+    #: ... and at most this many such names.
+    registry_lapsed_entries: int = 10_000
+    #: Longest registration token (characters) the registry accepts.
+    registry_token_chars: int = 256
+    #: Probe answers the registry reads from one server's socket per turn of the I/O thread.
+    registry_probe_reads: int = 64
+    #: Seconds between two attempts of a short retry loop (sending to a registry whose
+    #: handshake is under way, restarting a CURVE authenticator).
+    retry_interval: float = 0.01
+    #: Seconds the CURVE authenticator (ZAP handler) has to start.
+    zap_start_timeout: float = 2.0
+
+    # ---- the station (pizco-station)
+    #: Seconds between two looks of the supervision thread at the children.
+    supervise_interval: float = 0.05
+    #: Automatic restarts: the first delay (s), doubling ...
+    restart_delay: float = 0.5
+    #: ... up to this (s) ...
+    restart_delay_max: float = 30.0
+    #: ... reset by a healthy run this long (s).
+    restart_healthy_after: float = 60.0
+    #: Unexpected exits within ``restart_failure_window`` seconds that mark a server failed.
+    restart_failure_limit: int = 5
+    #: The window (s) of ``restart_failure_limit``.
+    restart_failure_window: float = 60.0
+    #: Lines of a failed child's stderr quoted in the station's error.
+    station_error_lines: int = 12
+    #: Longest wait (s) for the pipes of a child process that already exited.
+    reaped_wait: float = 0.5
+    #: Longest wait (s) of the station for a registry's answer to its probe.
+    station_registry_probe: float = 0.5
+
+    # ---- pizco-monitor
+    #: Longest timeout (s) of the monitor's proxies (``timeout`` when shorter) ...
+    monitor_timeout: float = 5.0
+    #: ... and of its registry connection.
+    monitor_registry_timeout: float = 2.0
+    #: Seconds between the monitor's attempts to reach a server or registry that did not answer.
+    monitor_retry: float = 3.0
+    #: Seconds between the monitor's full re-reads of the registry's table.
+    monitor_resync: float = 5.0
+    #: Seconds a server that left the registry stays listed (greyed) in the monitor.
+    monitor_keep_stopped: float = 30.0
+
     @classmethod
     def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
         """The defaults, with what the ``PZC_*`` variables of ``environ`` (default ``os.environ``) set.

@@ -170,12 +170,13 @@ class Target:
             self._pending = []
             self._scheduled = False
         deadline = time.monotonic() + budget if budget is not None else None
+        every = config.DEFAULTS.turn_clock_every
         for i, item in enumerate(batch):
             try:
                 item()
             except Exception:
                 report_exception("a pizco_qt slot")
-            if deadline is not None and (i & 15) == 15 and time.monotonic() > deadline and i + 1 < len(batch):
+            if deadline is not None and i % every == every - 1 and time.monotonic() > deadline and i + 1 < len(batch):
                 with self._lock:
                     self._pending[:0] = batch[i + 1:]
                     if self._scheduled:
@@ -248,8 +249,6 @@ class QThreadCaller:
     Thread affinity: ``call`` from one thread at a time (the server's worker).
     """
 
-    POLL = 0.05
-
     def __init__(self) -> None:
         self._qthread: Any = None
         self._invoker: Optional[_Invoker] = None
@@ -286,7 +285,7 @@ class QThreadCaller:
         idle_polls = 0
         while True:
             try:
-                return fut.result(self.POLL)
+                return fut.result(config.DEFAULTS.poll_interval)
             except concurrent.futures.TimeoutError:
                 pass
             if fut.running():

@@ -117,8 +117,9 @@ class IOThread(QThread):
         except (BlockingIOError, OSError):
             pass  # a wake-up is already pending, or we are shutting down
 
-    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
-        """Run ``fn`` on the I/O thread and return its result (bounded wait)."""
+    def call(self, fn: Callable[[], Any], timeout: Optional[float] = None) -> Any:
+        """Run ``fn`` on the I/O thread and return its result (bounded wait: ``timeout``,
+        default ``Settings.io_call_timeout``)."""
         if self.in_thread():
             return fn()
         fut: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
@@ -130,7 +131,7 @@ class IOThread(QThread):
                 fut.set_exception(exc)
 
         self.submit(job)
-        return fut.result(timeout)
+        return fut.result(config.DEFAULTS.io_call_timeout if timeout is None else timeout)
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the I/O thread after ``delay`` seconds."""
@@ -224,8 +225,10 @@ class IOThread(QThread):
         self._wake_w.close()
         self._finished.set()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the loop, close its sockets and join (bounded)."""
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop the loop, close its sockets and join (within ``timeout``, default ``Settings.stop_timeout``)."""
+        if timeout is None:
+            timeout = config.DEFAULTS.stop_timeout
         def halt() -> None:
             self._running = False
 
@@ -313,7 +316,7 @@ def _at_exit() -> None:
         if io is not None:
             _retired.append(io)
     if io is not None:
-        io.stop(2.0)
+        io.stop()
     ctx = _ctx
     if ctx is not None and not ctx.closed:
         done = threading.Event()
@@ -323,4 +326,4 @@ def _at_exit() -> None:
             done.set()
 
         threading.Thread(target=term, name="pizco-term", daemon=True).start()
-        done.wait(2.0)
+        done.wait(config.DEFAULTS.stop_timeout)

@@ -19,18 +19,15 @@ import os
 import sys
 from typing import Optional, Tuple
 
+from . import config
 from .errors import TooManyOpenFiles
 
 __all__ = ["TooManyOpenFiles", "RESERVE", "open_files", "open_files_limit", "check_headroom",
            "raise_open_files_limit", "from_zmq_error"]
 
-#: Descriptors kept free for libzmq's own needs (reconnections, its internal pipes).
-RESERVE = 16
-
-#: Descriptors a new Server, a new Proxy and a new connection need at most.
-SERVER_NEEDS = 16
-PROXY_NEEDS = 10
-CONNECTION_NEEDS = 4
+#: Descriptors kept free for libzmq's own needs (reconnections, its internal pipes):
+#: ``Settings.fd_reserve`` (what a Server, a Proxy and a connection need: ``Settings.fd_per_*``).
+RESERVE = config.DEFAULTS.fd_reserve
 
 
 _FD_DIRS = ("/proc/self/fd", "/dev/fd")
@@ -95,7 +92,8 @@ def raise_open_files_limit() -> Tuple[Optional[int], Optional[int]]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard
     if target == resource.RLIM_INFINITY and sys.platform == "darwin":  # pragma: no cover - macOS
-        target = min(int(os.sysconf("SC_OPEN_MAX")), 10240) if hasattr(os, "sysconf") else 10240
+        cap = config.DEFAULTS.fd_limit_target
+        target = min(int(os.sysconf("SC_OPEN_MAX")), cap) if hasattr(os, "sysconf") else cap
     if soft == resource.RLIM_INFINITY or (target != resource.RLIM_INFINITY and soft >= target):
         return soft, soft
     try:

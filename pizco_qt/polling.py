@@ -319,7 +319,7 @@ class Watch(QObject):
     #: Signal(object) -- reading the attribute raised this exception on the server.
     failed = Signal(object)
 
-    def __init__(self, proxy: Any, name: str, interval: float = 0.5, parent: Optional[QObject] = None) -> None:
+    def __init__(self, proxy: Any, name: str, interval: float = config.DEFAULTS.watch_interval, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         remote = Remote(proxy)
         if not isinstance(name, str) or not name:
@@ -398,7 +398,7 @@ def _check_interval(interval: Any) -> float:
     return value
 
 
-def watch(proxy: Any, name: str, interval: float = 0.5, parent: Optional[QObject] = None) -> Watch:
+def watch(proxy: Any, name: str, interval: float = config.DEFAULTS.watch_interval, parent: Optional[QObject] = None) -> Watch:
     """Poll ``proxy``'s attribute ``name`` every ``interval`` seconds; emit ``changed`` on change.
 
     Parameters

@@ -83,6 +83,7 @@ class ChildProcess:
         self._ready = threading.Event()
         self._stdout_closed = threading.Event()
         self._stopping = False
+        self.settings = settings
         #: Seconds ``stop()`` waits for a clean exit before it kills the child.
         self.stop_timeout = settings.child_stop_timeout
         self._stop_lock = threading.Lock()
@@ -150,11 +151,11 @@ class ChildProcess:
     def _reap_when_done(self) -> None:
         """The child closed its stdout: it is exiting. Reap it so no zombie is left."""
         try:
-            rc = self.popen.wait(10)
+            rc = self.popen.wait(self.settings.reap_timeout)
         except subprocess.TimeoutExpired:
             return  # still running with a closed stdout; stop() will reap it
         if self._ready.is_set() and not self._stopping and rc != 0:
-            self._err_thread.join(2)
+            self._err_thread.join(self.settings.stderr_drain_timeout)
             logger.warning("the server process %d (%s) exited with status %s; last stderr lines:\n%s",
                            self.pid, self.label, rc, self.stderr_tail())
         self._forget()
@@ -187,7 +188,7 @@ class ChildProcess:
         while not self._ready.is_set():
             if self._stdout_closed.is_set() or self.popen.poll() is not None:
                 break
-            self._ready.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._ready.wait(min(self.settings.poll_interval, max(0.0, deadline - time.monotonic())))
             if time.monotonic() >= deadline:
                 break
         if self._ready.is_set():
@@ -198,7 +199,7 @@ class ChildProcess:
                 f"the server process for {self.label} was not ready within {timeout:g} s "
                 f"(pid {self.pid}; killed)", self.popen.returncode, self._final_stderr())
         try:
-            rc = self.popen.wait(5)
+            rc = self.popen.wait(self.settings.reap_timeout)
         except subprocess.TimeoutExpired:  # stdout closed but still running
             self._kill()
             rc = self.popen.returncode
@@ -214,13 +215,13 @@ class ChildProcess:
         if self.popen.poll() is None:
             self.popen.kill()
         try:
-            self.popen.wait(5)
+            self.popen.wait(self.settings.reap_timeout)
         except subprocess.TimeoutExpired:  # pragma: no cover - unkillable
             logger.error("the server process %d could not be reaped", self.pid)
-        self.stop(timeout=0.1)  # closes the pipes and joins the drains
+        self.stop(timeout=self.settings.poll_interval)  # reaped: this closes the pipes and joins the drains
 
     def _final_stderr(self) -> str:
-        self._err_thread.join(2)
+        self._err_thread.join(self.settings.stderr_drain_timeout)
         return self.stderr_tail()
 
     # ---------------------------------------------------------------- stopping
@@ -246,12 +247,12 @@ class ChildProcess:
                            self.pid, self.label, timeout)
             self.popen.kill()
             try:
-                self.popen.wait(5)
+                self.popen.wait(self.settings.reap_timeout)
             except subprocess.TimeoutExpired:  # pragma: no cover - unkillable
                 logger.error("the server process %d could not be reaped", self.pid)
                 return None
-        self._out_thread.join(2)
-        self._err_thread.join(2)
+        self._out_thread.join(self.settings.stderr_drain_timeout)
+        self._err_thread.join(self.settings.stderr_drain_timeout)
         for stream in (self.popen.stdout, self.popen.stderr):
             try:
                 if stream is not None:
@@ -279,7 +280,7 @@ def _stop_all_children() -> None:
         children = list(_live)
     for child in children:
         try:
-            child.stop(timeout=2.0)
+            child.stop(timeout=child.settings.stop_timeout)
         except Exception:
             logger.debug("stopping %r at exit", child, exc_info=True)
 
@@ -453,7 +454,7 @@ def serve_in_process(served_cls: Any, args: tuple = (), kwargs: Optional[dict] =
         proxy = Proxy(connectable(child.rep_endpoint), protocol=protocol,
                       curve=curve.for_own_client() if curve is not None else None, settings=settings)
     except BaseException:
-        child.stop(timeout=2.0)
+        child.stop(timeout=settings.stop_timeout)
         raise
     object.__setattr__(proxy, "_proxy_process", child)
     logger.info("serving %s in process %d at %s", label, child.pid, child.rep_endpoint)

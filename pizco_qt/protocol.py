@@ -149,7 +149,7 @@ class Message(NamedTuple):
     msgid: str
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=config.DEFAULTS.header_cache)
 def header(sender: str, topic: str) -> bytes:
     """The header frame (and subscription prefix) for ``sender`` and ``topic``."""
     return f"{PREFIX}+{sender}+{topic}".encode("utf-8")
@@ -181,10 +181,13 @@ def _check_serializer(name: str) -> str:
 
 #: ``bytes`` at least this large travel as out-of-band frames with ``pickle5oob``.
 OOB_BYTES = config.DEFAULTS.large_frame
+_SCAN = (config.DEFAULTS.large_bytes_scan, config.DEFAULTS.large_bytes_scan_each,
+         config.DEFAULTS.large_bytes_scan_depth)
 
 
-def _has_large_bytes(content: Any, budget: int = 200) -> bool:
+def _has_large_bytes(content: Any) -> bool:
     """Whether ``content`` holds a large ``bytes`` within a few levels (a bounded look)."""
+    budget, each, levels = _SCAN
     stack = [(content, 0)]
     while stack and budget > 0:
         obj, depth = stack.pop()
@@ -193,11 +196,11 @@ def _has_large_bytes(content: Any, budget: int = 200) -> bool:
         if kind is bytes:
             if len(obj) >= OOB_BYTES:
                 return True
-        elif depth < 4:
+        elif depth < levels:
             if kind is tuple or kind is list:
-                stack.extend((item, depth + 1) for item in obj[:50])
+                stack.extend((item, depth + 1) for item in obj[:each])
             elif kind is dict:
-                stack.extend((item, depth + 1) for item in list(obj.values())[:50])
+                stack.extend((item, depth + 1) for item in list(obj.values())[:each])
     return False
 
 
@@ -273,7 +276,7 @@ def _parse_header(head: bytes) -> "tuple[str, str]":
     if len(parts) != 3:
         raise ProtocolError(f"wrong header {head[:40]!r}: expected three '+'-separated parts")
     parsed = (parts[1], parts[2])
-    if len(_HEADS) >= 1024:  # headers quote their senders' input: keep the cache bounded
+    if len(_HEADS) >= config.DEFAULTS.header_cache:  # headers quote their senders' input: keep the cache bounded
         _HEADS.clear()
     _HEADS[head] = parsed
     return parsed

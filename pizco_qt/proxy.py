@@ -92,7 +92,7 @@ class _ProxyCore:
         self.curve = curve
         #: The process that created this proxy (see ``pizco_qt.forking``).
         self.owner_pid = forking.pid
-        limits.check_headroom(limits.PROXY_NEEDS, f"create a proxy to {endpoint}")
+        limits.check_headroom(self.settings.fd_per_proxy, f"create a proxy to {endpoint}")
         self.io = iothread.acquire()
         self.requester = Requester(self.protocol, self.io, curve, sender, settings)
         self.requester.owner = f"this Proxy to {endpoint}"
@@ -392,7 +392,7 @@ class _ProxyCore:
         _live_cores.discard(self)
         subscriber, requester = self.subscriber, self.requester
         try:
-            self.io.call(lambda: (subscriber.close(), requester.close_sockets()), timeout=2.0)
+            self.io.call(lambda: (subscriber.close(), requester.close_sockets()), timeout=self.settings.stop_timeout)
         except Exception:
             logger.debug("closing the sockets of a proxy to %s", self.endpoint, exc_info=True)
         requester.close()

@@ -74,9 +74,6 @@ class _Record:
         self.verified = False  # the registry's probe has seen its server answer as the token's holder
 
 
-#: Seconds an expired reservation is remembered (its token cannot reserve the name again meanwhile).
-LAPSED_MEMORY = 600.0
-
 #: What the registry answers: 'info', and through 'exec' only these operations (plus 'inspect',
 #: 'describe' so proxies work). Everything else is refused (``PermissionError``, reason 'registry').
 REGISTRY_OPERATIONS = frozenset({"servers", "lookup", "reserve", "release", "register", "unregister"})
@@ -102,10 +99,11 @@ class Registry:
     #: Signal(str) -- a server left (clean stop, expiry or death); the argument is its name.
     server_removed = Signal(str)
 
-    def __init__(self, expiry: float = EXPIRY) -> None:
+    def __init__(self, expiry: float = EXPIRY, settings: Optional[config.Settings] = None) -> None:
         if expiry <= 0:
             raise ValueError(f"expiry must be positive, not {expiry!r}")
         self.expiry = float(expiry)
+        self.settings = settings if settings is not None else config.DEFAULTS
         self._records: Dict[str, _Record] = {}
         self._reserved: Dict[str, _Record] = {}
         self._gone: Dict[str, float] = {}  # tokens unregistered recently: late refreshes are ignored
@@ -155,7 +153,7 @@ class Registry:
         registry trusts only what it finds out itself.
         """
         _check_name(name)
-        _check_token(token)
+        _check_token(token, self.settings.registry_token_chars)
         now = time.time()
         removed: List[str] = []
         with self._lock:
@@ -198,7 +196,7 @@ class Registry:
             raise TypeError(f"a registry entry is a dict, not {type(entry).__name__}")
         name = entry.get("name")
         _check_name(name)
-        _check_token(token)
+        _check_token(token, self.settings.registry_token_chars)
         clean = {key: entry.get(key) for key in ENTRY_KEYS}
         clean.update((key, entry[key]) for key in OPTIONAL_KEYS if isinstance(entry.get(key), str))
         if not isinstance(clean["rep_endpoint"], str) or not clean["rep_endpoint"]:
@@ -262,7 +260,7 @@ class Registry:
                 if self._is_stale(record, now):
                     self._lapse(name, record, now)
             for key, (when, _) in list(self._lapsed.items()):
-                if now - when > LAPSED_MEMORY:
+                if now - when > self.settings.registry_lapsed_memory:
                     del self._lapsed[key]
             for token, when in list(self._gone.items()):
                 if now - when > self.expiry:
@@ -309,7 +307,7 @@ class Registry:
             return True
         endpoint = str(record.entry.get("rep_endpoint"))
         cached = self._probe_cache.get(endpoint)
-        if cached is not None and now - cached[0] < 1.0:
+        if cached is not None and now - cached[0] < self.settings.registry_probe_period:
             ident = cached[1]
         else:
             ident = self._probe(endpoint, record.curve_key, now)
@@ -325,7 +323,7 @@ class Registry:
         except Exception:  # a failed probe proves nothing
             logger.debug("probing %s", endpoint, exc_info=True)
             ident = None
-        if len(self._probe_cache) > 1024:
+        if len(self._probe_cache) > self.settings.registry_probe_cache:
             self._probe_cache.clear()
         self._probe_cache[endpoint] = (now, ident)
         return ident
@@ -370,7 +368,7 @@ class Registry:
     def _lapse(self, name: str, record: _Record, now: float) -> Any:
         """Drop an expired reservation and remember it (bounded): its token cannot reserve the name again."""
         self._reserved.pop(name, None)
-        if len(self._lapsed) >= 10_000:
+        if len(self._lapsed) >= self.settings.registry_lapsed_entries:
             self._lapsed.pop(next(iter(self._lapsed)))
         lapsed = self._lapsed[(name, record.token)] = (now, dict(record.entry))
         return lapsed
@@ -391,9 +389,9 @@ def _same_fixed_endpoint(record: _Record, rep_endpoint: Any) -> bool:
     return rep_endpoint == record.entry.get("rep_endpoint")
 
 
-def _check_token(token: Any) -> None:
-    if not isinstance(token, str) or not token or len(token) > 256:
-        raise ValueError("a registration token is a non-empty string of at most 256 characters")
+def _check_token(token: Any, longest: int) -> None:
+    if not isinstance(token, str) or not token or len(token) > longest:
+        raise ValueError(f"a registration token is a non-empty string of at most {longest} characters")
 
 
 def registry_proxy(registry: Optional[str] = None, timeout: float = REGISTRY_TIMEOUT,
@@ -468,11 +466,6 @@ def _registry_server_class() -> type:
 
 _RegistryServer: Optional[type] = None
 
-#: Seconds between two probes of every registered server by a served registry.
-PROBE_PERIOD = 1.0
-#: How long a registration that replaces a holder waits for the probe of its endpoint.
-PROBE_TIMEOUT = 0.3
-
 
 class _Prober:
     """A served registry asking every registered server for its 'info' itself (I/O thread).
@@ -487,6 +480,7 @@ class _Prober:
     def __init__(self, server: Any, registry: Registry) -> None:
         self.server_ref = weakref.ref(server)
         self.registry = registry
+        self.settings = server.settings
         self.protocol = server.protocol
         self.curve = server.curve
         self.socks: Dict[str, Any] = {}
@@ -515,8 +509,8 @@ class _Prober:
 
         sock = iothread.context().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 4)
-        sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
+        sock.setsockopt(zmq.SNDHWM, self.settings.registry_probe_hwm)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.registry_probe_max_message)
         client = self._client_curve(curve_key)
         if client is not None:
             client.configure_client(sock)
@@ -555,7 +549,7 @@ class _Prober:
         io = server.io
         registry = self.registry
         server.answerer.submit(lambda: io.submit(lambda t=registry.probe_targets(): self.send(t)))
-        io.call_later(PROBE_PERIOD, self.tick)
+        io.call_later(self.settings.registry_probe_period, self.tick)
 
     def send(self, targets: Dict[str, str]) -> None:
         """I/O thread: one 'info' request to each registered endpoint."""
@@ -587,7 +581,7 @@ class _Prober:
     def on_readable(self, sock: Any, endpoint: str) -> None:
         import zmq
 
-        for _ in range(64):
+        for _ in range(self.settings.registry_probe_reads):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -615,14 +609,14 @@ class _Prober:
 
     # -- one synchronous probe (the registry's worker thread) --------------
     def probe_now(self, endpoint: str, curve_key: str) -> Optional[str]:
-        """The identity ``endpoint`` answers with within ``PROBE_TIMEOUT``, or None."""
+        """The identity ``endpoint`` answers with within ``settings.registry_probe_timeout``, or None."""
         import zmq
 
         sock = self.open_socket(endpoint, curve_key)
         try:
             frames = self.request_frames()
             sock.send_multipart([b""] + frames, zmq.NOBLOCK, copy=False)
-            deadline = time.monotonic() + PROBE_TIMEOUT
+            deadline = time.monotonic() + self.settings.registry_probe_timeout
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000))):
@@ -652,7 +646,8 @@ def serve_registry(endpoint: Optional[str] = None, *, expiry: float = EXPIRY, **
     server_kwargs.setdefault("pub_endpoint", _default_pub(rep))
     if server_kwargs.get("name"):
         raise ValueError("a registry does not register itself: drop name=")
-    registry = Registry(expiry)
+    settings = server_kwargs.setdefault("settings", config.Settings.from_environment())
+    registry = Registry(expiry, settings)
     server = _registry_server_class()(registry, rep, **server_kwargs)
     prober = _Prober(server, registry)
     registry.probe = prober.probe_now
@@ -755,7 +750,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
         try:
             print(f"pizco-registry ready rep={server.rep_endpoint} pub={server.pub_endpoint}", flush=True)
-            while not stop.wait(0.25):
+            while not stop.wait(server.settings.interrupt_check_interval):
                 pass
         finally:
             server.stop()

@@ -211,7 +211,7 @@ def _call(endpoint: str, method: str, args: Sequence[Any], protocol: Protocol, t
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _NoAnswer(f"no reply from {endpoint} within {timeout:g} s")
-            wait = remaining if sent else min(remaining, 0.01)
+            wait = remaining if sent else min(remaining, config.DEFAULTS.retry_interval)
             events = dict(poller.poll(max(1, int(wait * 1000))))
             if monitor in events:
                 event = recv_monitor_message(monitor)["event"]

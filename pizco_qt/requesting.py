@@ -138,7 +138,7 @@ class Requester:
         if ch is None or ch.closed:
             if self._closed:
                 raise PizcoError(f"this agent is stopped; cannot reach {endpoint}")
-            limits.check_headroom(limits.CONNECTION_NEEDS, f"connect to {endpoint}")
+            limits.check_headroom(self.settings.fd_per_connection, f"connect to {endpoint}")
             try:
                 ch = Channel(endpoint, self.settings.max_message) if self.curve is None or not self.curve.is_client \
                     else CurveChannel(endpoint, self.curve, iothread.context(), self.settings.max_message)

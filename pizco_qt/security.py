@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional
 
-from . import forking
+from . import config, forking
 from .endpoints import host_of
 from .zmq_io import close_owned
 from .errors import AuthenticationError, InsecureBind, PizcoError, ProtocolError, RemoteTimeout
@@ -86,10 +86,7 @@ class ReplayCache:
     past that rate the oldest are forgotten early.
     """
 
-    WINDOW = 600.0
-    SIZE = 100_000
-
-    def __init__(self, window: float = WINDOW, size: int = SIZE,
+    def __init__(self, window: float = config.DEFAULTS.replay_window, size: int = config.DEFAULTS.replay_cache_size,
                  clock: Callable[[], float] = time.monotonic) -> None:
         import collections
 
@@ -318,14 +315,14 @@ forking.on_fork_child(_reset_after_fork)
 
 
 def _start_authenticator(factory: Any, context: Any) -> Any:
-    """Start a ZAP authenticator, waiting (up to 2 s) for a stopped one's endpoint to be released.
+    """Start a ZAP authenticator, waiting (up to ``Settings.zap_start_timeout``) for a stopped one's endpoint to be released.
 
     libzmq closes a socket asynchronously, so the ``inproc://zeromq.zap.01``
     endpoint of an authenticator stopped just before may still be bound.
     """
     import zmq
 
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + config.DEFAULTS.zap_start_timeout
     pause = threading.Event()
     while True:
         auth = factory(context, log=logging.getLogger("pizco_qt.zap"))
@@ -339,7 +336,7 @@ def _start_authenticator(factory: Any, context: Any) -> Any:
                 pass
             if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
                 raise
-        pause.wait(0.01)
+        pause.wait(config.DEFAULTS.retry_interval)
 
 
 def register_curve_server(curve: CurveConfig, context: Any) -> str:

@@ -308,7 +308,7 @@ class Server(Agent):
         reply = self._run_request(env, content)
         self.access.executed(client, content, reply, write)
         busy = time.monotonic() - started
-        if busy > 0.05:
+        if busy > self.settings.lease_credit_after:
             self.access.lease.credit(busy)
         return reply
 
@@ -458,7 +458,7 @@ class Server(Agent):
         """Block until the server is stopped; Ctrl+C stops it cleanly."""
         self._check_process()
         try:
-            while not self._done.wait(0.5):
+            while not self._done.wait(self.settings.interrupt_check_interval):
                 pass
         except KeyboardInterrupt:
             self.stop()
@@ -476,8 +476,9 @@ class Server(Agent):
             fut.cancel()
         inline.discard(self.rep_endpoint)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving, close the sockets and join the threads (within ``timeout``).
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop serving, close the sockets and join the threads (within ``timeout``,
+        default ``settings.stop_timeout``, 2 s).
 
         In a process that inherited this server through ``os.fork()`` this does
         nothing (the server and its threads belong to the parent).
@@ -497,7 +498,7 @@ class Server(Agent):
         warnings.warn(f"Server {getattr(self, 'rep_endpoint', '?')} was garbage-collected while serving; "
                       "call stop()", ResourceWarning, stacklevel=2)
         try:
-            self.stop(0.5)
+            self.stop(self.settings.exit_stop_timeout)
         except Exception:
             pass
 

@@ -15,6 +15,7 @@ import ast
 import threading
 from typing import Any, Callable, List, Optional, Tuple
 
+from .config import DEFAULTS
 from ._qt import is_qt_signal, slot_params
 
 __all__ = ["Signal", "is_signal_like", "fit_args", "params_from_signature", "PAD_TO"]
@@ -69,7 +70,7 @@ def params_from_signature(text: Any) -> "tuple[int, Optional[int]]":
     ``describe`` reports it) is only parsed, never evaluated. ``(0, None)``
     (all arguments) when it cannot be parsed or takes ``*args``.
     """
-    if not isinstance(text, str) or not text.startswith("(") or len(text) > 4000:
+    if not isinstance(text, str) or not text.startswith("(") or len(text) > DEFAULTS.max_signature_text:
         return 0, None
     try:
         args = ast.parse(f"def _f{text}: pass").body[0].args  # type: ignore[attr-defined]

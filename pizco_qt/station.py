@@ -68,8 +68,6 @@ STATION_KEYS = ("name", "registry", "start_registry")
 READY_FORMAT = "pizco-station ready {name} servers={count}"
 
 _CLASS_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-#: stderr lines kept with a failure.
-_ERROR_LINES = 12
 
 
 # ====================================================================== the file
@@ -302,8 +300,11 @@ class Backoff:
     ``window`` seconds mean failed.
     """
 
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0, healthy: float = 60.0,
-                 limit: int = 5, window: float = 60.0) -> None:
+    def __init__(self, initial: float = config.DEFAULTS.restart_delay,
+                 maximum: float = config.DEFAULTS.restart_delay_max,
+                 healthy: float = config.DEFAULTS.restart_healthy_after,
+                 limit: int = config.DEFAULTS.restart_failure_limit,
+                 window: float = config.DEFAULTS.restart_failure_window) -> None:
         self.initial, self.maximum, self.healthy = initial, maximum, healthy
         self.limit, self.window = limit, window
         self.delay = initial
@@ -397,22 +398,13 @@ class Station:
     Thread affinity: any thread.
     """
 
-    #: Seconds a server has to print its ready line.
-    start_timeout = 30.0
-    #: Seconds a stopping server has to exit before it is killed.
-    stop_timeout = 5.0
-    #: Seconds between two looks of the supervision thread at the children.
-    tick = 0.05
-    #: Backoff of automatic restarts: first delay, maximum, healthy run that resets it.
-    backoff_initial, backoff_max, healthy_after = 0.5, 30.0, 60.0
-    #: Unexpected exits within ``failure_window`` seconds that mark a server failed.
-    failure_limit, failure_window = 5, 60.0
     #: Copy the children's output to this process's stdout/stderr, each line prefixed with
     #: ``[station/server pid]`` (``pizco-station -v``); otherwise it is logged at DEBUG.
     relay_output = False
 
     def __init__(self, servers: Sequence[Dict[str, Any]], name: Optional[str] = None,
-                 registry: Optional[str] = None, start_registry: bool = True) -> None:
+                 registry: Optional[str] = None, start_registry: bool = True,
+                 settings: Optional[config.Settings] = None) -> None:
         def server_error(key: str, message: str, index: Optional[int]) -> StationFileError:
             return StationFileError(message, key=key)
 
@@ -424,6 +416,9 @@ class Station:
         specs = _check_servers(list(servers) if isinstance(servers, (list, tuple)) else servers,
                                server_error, None)
         self.name: str = checked["name"]
+        #: Its timings: ``process_start_timeout`` (a server's ready line), ``child_stop_timeout``
+        #: (a clean exit before a kill), ``supervise_interval``, the ``restart_*`` backoff.
+        self.settings = settings if settings is not None else config.Settings.from_environment()
         self.registry: str = registry or config.registry_endpoint()
         self.start_registry = bool(start_registry)
         self._lock = threading.RLock()
@@ -436,7 +431,7 @@ class Station:
         self._sweeps = 0  # looks of the supervision thread so far (tests wait on it)
 
     @classmethod
-    def from_file(cls, path: Any) -> "Station":
+    def from_file(cls, path: Any, settings: Optional[config.Settings] = None) -> "Station":
         """The station described by the TOML file at ``path`` (see the module docstring).
 
         Raises
@@ -446,11 +441,12 @@ class Station:
         """
         station, servers = load_file(path)
         return cls(servers, name=station["name"], registry=station["registry"],
-                   start_registry=station["start_registry"])
+                   start_registry=station["start_registry"], settings=settings)
 
     def _new_backoff(self) -> Backoff:
-        return Backoff(self.backoff_initial, self.backoff_max, self.healthy_after, self.failure_limit,
-                       self.failure_window)
+        s = self.settings
+        return Backoff(s.restart_delay, s.restart_delay_max, s.restart_healthy_after, s.restart_failure_limit,
+                       s.restart_failure_window)
 
     # ---------------------------------------------------------------- queries
     @property
@@ -513,7 +509,8 @@ class Station:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def _registry_answers(self, timeout: float = 0.5) -> bool:
+    def _registry_answers(self) -> bool:
+        timeout = self.settings.station_registry_probe
         from .registry_client import RegistryUnavailable, lookup
 
         try:
@@ -531,17 +528,17 @@ class Station:
         if not self.start_registry or self._registry_answers():
             return
         argv = [sys.executable, "-m", "pizco_qt.registry", self.registry, "--watch-stdin"]
-        child = ChildProcess(argv, _child_env(None), "registry")
+        child = ChildProcess(argv, _child_env(None), "registry", settings=self.settings)
         self._registry_child = child
-        deadline = time.monotonic() + self.start_timeout
-        while not self._registry_answers(0.5):
+        deadline = time.monotonic() + self.settings.process_start_timeout
+        while not self._registry_answers():
             if not child.alive() or time.monotonic() > deadline:
-                child.stop(timeout=1.0)
+                child.stop(timeout=self.settings.stop_timeout)
                 self._registry_child = None
                 raise ProcessStartError(f"the station {self.name!r} could not start a registry at {self.registry} "
                                         f"({_describe_exit(child.returncode)})", child.returncode,
                                         child.stderr_tail())
-            self._closing.wait(0.05)
+            self._closing.wait(self.settings.poll_interval)
         logger.info("station %s: started a registry at %s (pid %d)", self.name, self.registry, child.pid)
 
     def _argv(self, m: _Managed) -> List[str]:
@@ -562,8 +559,9 @@ class Station:
         env = _child_env(None)
         env["PZC_REGISTRY"] = self.registry
         env[config.STATION_ENV] = self.name
-        m.child = ChildProcess(self._argv(m), env, f"{self.name}/{m.name}", verbose=self.relay_output)
-        m.child.stop_timeout = self.stop_timeout
+        m.child = ChildProcess(self._argv(m), env, f"{self.name}/{m.name}", verbose=self.relay_output,
+                               settings=self.settings)
+        m.child.stop_timeout = self.settings.child_stop_timeout
         m.spawned_at = time.monotonic()
         m.started_at = None
         m.state = "starting"
@@ -583,9 +581,9 @@ class Station:
         child = m.child
         assert child is not None
         try:
-            child.wait_ready(self.start_timeout)
+            child.wait_ready(self.settings.process_start_timeout)
         except ProcessStartError as exc:
-            child.stop(timeout=0.5)  # reaped already: this closes its pipes
+            child.stop(timeout=self.settings.reaped_wait)  # reaped already: this closes its pipes
             with self._lock:
                 if m.child is child:
                     m.child = None
@@ -594,7 +592,7 @@ class Station:
                 else:
                     m.state = "failed"
                     m.last_error = (f"could not start: {_describe_exit(exc.returncode)}\n"
-                                    + _tail(exc.stderr)).rstrip()
+                                    + _tail(exc.stderr, self.settings.station_error_lines)).rstrip()
             raise ProcessStartError(f"the station {self.name!r} could not start the server {m.name!r} "
                                     f"({m.spec['class']}): {_describe_exit(exc.returncode)} before it was ready",
                                     exc.returncode, exc.stderr) from None
@@ -614,7 +612,7 @@ class Station:
             except Exception:  # the supervisor must not die
                 logger.exception("station %s: supervision error", self.name)
             self._sweeps += 1
-            self._wake.wait(self.tick)
+            self._wake.wait(self.settings.supervise_interval)
             self._wake.clear()
 
     def _check(self, m: _Managed, now: float) -> None:
@@ -634,9 +632,9 @@ class Station:
         if m.state == "starting":
             if child.is_ready():
                 self._became_ready(m)
-            elif rc is None and now - m.spawned_at > self.start_timeout:
+            elif rc is None and now - m.spawned_at > self.settings.process_start_timeout:
                 child.popen.kill()
-                self._exited(m, child, f"was not ready within {self.start_timeout:g} s (killed)", None)
+                self._exited(m, child, f"was not ready within {self.settings.process_start_timeout:g} s (killed)", None)
                 return
         if rc is not None:
             self._exited(m, child, _describe_exit(rc), rc)
@@ -647,9 +645,9 @@ class Station:
         ran_for = (now - m.started_at) if m.started_at is not None else None
         tail = ""
         if child is not None:
-            child.wait_stderr(0.5)
-            tail = _tail(child.stderr_tail())
-            child.stop(timeout=0.5)  # reaps it, closes its pipes, joins its drains
+            child.wait_stderr(self.settings.reaped_wait)
+            tail = _tail(child.stderr_tail(), self.settings.station_error_lines)
+            child.stop(timeout=self.settings.reaped_wait)  # reaps it, closes its pipes, joins its drains
         m.child = None
         m.started_at = None
         policy = m.spec["restart"]
@@ -675,7 +673,7 @@ class Station:
     # ---------------------------------------------------------------- acting on one server
     def _claim(self, name: str) -> _Managed:
         m = self._get(name)
-        deadline = time.monotonic() + self.stop_timeout + self.start_timeout
+        deadline = time.monotonic() + self.settings.child_stop_timeout + self.settings.process_start_timeout
         while True:
             with self._lock:
                 if not m.busy:
@@ -683,10 +681,10 @@ class Station:
                     return m
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the server {name!r} is busy (another start or stop is in progress)")
-            threading.Event().wait(0.02)
+            threading.Event().wait(self.settings.poll_interval)
 
     def stop_server(self, name: str) -> None:
-        """Stop the server ``name`` cleanly (killed after ``stop_timeout`` s); the supervisor leaves it stopped.
+        """Stop the server ``name`` cleanly (killed after ``settings.child_stop_timeout`` s); the supervisor leaves it stopped.
 
         Raises
         ------
@@ -707,7 +705,7 @@ class Station:
             if m.state != "failed" or child is not None:
                 m.state = "stopped"
         if child is not None:
-            rc = child.stop(self.stop_timeout)
+            rc = child.stop(self.settings.child_stop_timeout)
             logger.info("station %s: stopped %s (status %s)", self.name, m.name, rc)
 
     def start_server(self, name: str) -> None:
@@ -750,14 +748,14 @@ class Station:
     def stop(self) -> None:
         """Stop the supervision, then every server cleanly (in parallel), then the registry it started.
 
-        Idempotent; each child gets ``stop_timeout`` seconds to run its cleanup
+        Idempotent; each child gets ``settings.child_stop_timeout`` seconds to run its cleanup
         before it is killed.
         """
         self._closing.set()
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+            thread.join(self.settings.child_stop_timeout)
         self._thread = None
         stoppers = []
         with self._lock:
@@ -767,22 +765,22 @@ class Station:
                     m.state = "stopped"
                 m.started_at = None
                 if child is not None:
-                    t = threading.Thread(target=child.stop, args=(self.stop_timeout,), daemon=True,
+                    t = threading.Thread(target=child.stop, args=(self.settings.child_stop_timeout,), daemon=True,
                                          name=f"pizco-station-stop {m.name}")
                     t.start()
                     stoppers.append(t)
         for t in stoppers:
-            t.join(self.stop_timeout + 7.0)
+            t.join(self.settings.child_stop_timeout + self.settings.reap_timeout)
         registry, self._registry_child = self._registry_child, None
         if registry is not None:
-            registry.stop(self.stop_timeout)
+            registry.stop(self.settings.child_stop_timeout)
         with self._lock:
             self._started = False
 
 
-def _tail(text: str) -> str:
+def _tail(text: str, count: int) -> str:
     lines = [line for line in (text or "").splitlines() if line.strip()]
-    return "\n".join(lines[-_ERROR_LINES:])
+    return "\n".join(lines[-count:])
 
 
 # ====================================================================== the command line
@@ -846,7 +844,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.gui:
                 return _run_gui(station, stop)
             print(READY_FORMAT.format(name=station.name, count=len(station.names)), flush=True)
-            while not stop.wait(0.25):
+            while not stop.wait(station.settings.interrupt_check_interval):
                 pass
             return 0
         finally:
@@ -870,7 +868,7 @@ def _run_gui(station: Station, stop: threading.Event) -> int:
             window.close_without_asking()
 
     tick.timeout.connect(check)
-    tick.start(200)
+    tick.start(round(station.settings.interrupt_check_interval * 1000))
     window.closed.connect(app.quit)
     run = getattr(app, "exec_", None) or app.exec
     run()

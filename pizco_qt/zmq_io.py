@@ -21,7 +21,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import zmq
 
-from .config import DEFAULTS
+from .config import DEFAULTS, Settings
 from .errors import ProtocolError
 from .protocol import COMPACT, unpack_compact
 
@@ -157,14 +157,15 @@ def readable(sock: zmq.Socket) -> bool:
     return bool(_get(sock, _EVENTS) & _POLLIN)
 
 
-def close_owned(channel: Any, release: Callable[[], None]) -> None:
+def close_owned(channel: Any, release: Callable[[], None], settings: Settings = DEFAULTS) -> None:
     """Close a request socket owned by one thread, from any thread, without racing its owner.
 
     ``channel`` has ``lock`` (held by its owner during a call) and ``closed``;
     ``release()`` closes its sockets. If the owner is inside a call (bounded by its
-    timeout), the sockets are closed by a short-lived thread once that call ends.
+    timeout), the sockets are closed by a short-lived thread once that call ends
+    (``settings.owner_wait`` and ``settings.closer_patience`` bound the waits).
     """
-    if channel.lock.acquire(timeout=0.5):
+    if channel.lock.acquire(timeout=settings.owner_wait):
         try:
             if not channel.closed:
                 channel.closed = True
@@ -175,7 +176,7 @@ def close_owned(channel: Any, release: Callable[[], None]) -> None:
     channel.closed = True
 
     def when_free() -> None:
-        if channel.lock.acquire(timeout=3600):
+        if channel.lock.acquire(timeout=settings.closer_patience):
             try:
                 release()
             finally:

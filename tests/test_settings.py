@@ -125,3 +125,76 @@ def test_the_lock_lease_and_the_write_log_follow_the_servers_settings(closing):
     default = closing(Server(Stage()))
     assert default.access.lease.duration == Settings().lock_lease == 3.0
     assert default.access.writes.maxlen == Settings().write_log == 100
+
+
+# ---------------------------------------------------------------------------- no number outside Settings
+#: Numbers that are facts of a format or of the language, not settings: (module, value, why).
+FORMAT_NUMBERS = {
+    ("protocol", 5): "pickle protocol 5 (out-of-band buffers) and the five frames of a message",
+    ("protocol", 0xFF): "a compact frame's one-byte lengths",
+    ("protocol", 0xFFFF): "a compact frame's two-byte header length",
+    ("endpoints", 65535): "the largest TCP port",
+    ("errors", 24): "EMFILE, the errno of TooManyOpenFiles",
+    ("signals", 3): "Pizco pads a slot's arguments to three values",
+    ("access", 3): "a PSMessage is a triple",
+    ("registry_client", 9): "the discard port a UDP probe 'connects' to (nothing is sent) to learn the local address",
+    ("cli", 130): "the exit status of a program stopped by Ctrl+C (128 + SIGINT)",
+    ("zmq_io", 5): "the five frames of a message",
+    ("zmq_io", 6): "the delimiter and the five frames of a request or reply",
+    ("zmq_io", 7): "a ROUTER's routing id, the delimiter and the five frames",
+    ("requesting", 6): "the delimiter and the five frames of a reply",
+    ("subscribing", 5): "the five frames of a notification",
+    ("security", 32): "a raw CURVE key's bytes (40 in z85)",
+    ("registry_client", 32): "a raw CURVE key's bytes",
+    ("registry_client", 40): "a z85 CURVE key's characters",
+}
+
+
+def _numbers_outside_settings():
+    """(module, line, value, source line) of each number literal that is not a format fact."""
+    import ast
+    import pathlib
+
+    import pizco_qt
+
+    package = pathlib.Path(pizco_qt.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        module = path.stem
+        if module == "config":
+            continue
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        lines = text.splitlines()
+        allowed = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Subscript, ast.Slice)):  # frame indices and truncated texts
+                allowed.update(id(n) for n in ast.walk(node.slice if isinstance(node, ast.Subscript) else node))
+            elif isinstance(node, ast.Compare) and any("version_info" in ast.unparse(n)
+                                                       for n in [node.left, *node.comparators]):
+                allowed.update(id(n) for n in ast.walk(node))  # Python versions
+            elif isinstance(node, ast.Compare) and any(isinstance(n, ast.Call) and getattr(n.func, "id", "") == "len"
+                                                       for n in [node.left, *node.comparators]):
+                allowed.update(id(n) for n in ast.walk(node)  # counts of frames and fields, not bounds
+                               if isinstance(n, ast.Constant) and type(n.value) is int and n.value <= 8)
+            elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div, ast.FloorDiv)):
+                allowed.update(id(n) for n in (node.left, node.right)  # units: ms, KiB, doubling, halves
+                               if isinstance(n, ast.Constant) and n.value in (2, 1000, 1024))
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("recv", "read"):
+                allowed.update(id(n) for n in node.args)  # the chunk size of draining a wake-up pipe
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Constant) and type(node.value) in (int, float)) or id(node) in allowed:
+                continue
+            if type(node.value) is int and node.value in (0, 1, -1, 2) or node.value == 0.0:
+                continue  # none, one, first, last, pairs, doubling
+            if (module, node.value) in FORMAT_NUMBERS:
+                continue
+            found.append(f"{module}.py:{node.lineno}: {node.value!r}: {lines[node.lineno - 1].strip()}")
+    return found
+
+
+def test_no_tunable_number_is_written_outside_settings():
+    """Every timeout, period, wait, bound and cache size of the package is a field of Settings;
+    what remains are format facts (listed above with their reason), indices and units."""
+    found = _numbers_outside_settings()
+    assert not found, "numbers outside Settings:\n" + "\n".join(found)

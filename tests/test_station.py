@@ -6,6 +6,7 @@ their own. The registry is always on a free port (never the default 5777).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import pytest
 from childproc import HERE, pid_alive, spawn  # noqa: F401  (spawn is a fixture)
 from conftest import ROOT, wait_until
 from pizco_qt import Proxy
+from pizco_qt.config import Settings
 from pizco_qt.process import ProcessStartError
 from pizco_qt.registry_client import lookup
 from pizco_qt.station import Backoff, Station, StationFileError, load_file, main
@@ -163,7 +165,7 @@ def test_stop_server_stays_stopped_and_start_server_restart_bring_it_back(lab):
     wait_until(lambda: _entry_or_none("plain") is None, timeout=5)  # a clean stop unregisters at once
     sweeps = lab._sweeps
     # the supervisor looks many times over longer than its first backoff and leaves it down
-    looks = int(2 * lab.backoff_initial / lab.tick) + 5
+    looks = int(2 * lab.settings.restart_delay / lab.settings.supervise_interval) + 5
     wait_until(lambda: lab._sweeps >= sweeps + looks, timeout=10)
     assert _state(lab, "plain")["state"] == "stopped"
     lab.start_server("plain")
@@ -198,12 +200,12 @@ def test_backoff_doubles_to_30_s_resets_after_60_s_healthy_and_fails_at_5_exits_
     assert len(b.exits) == 1
 
 
-def test_five_unexpected_exits_in_60_s_mark_it_failed_until_started_by_hand(tmp_path, monkeypatch):
-    monkeypatch.setattr(Station, "backoff_initial", 0.05)  # the rule, not the waiting, is under test
+def test_five_unexpected_exits_in_60_s_mark_it_failed_until_started_by_hand(tmp_path):
+    quick = dataclasses.replace(Settings.from_environment(), restart_delay=0.05)  # the rule, not the waiting
     marker = tmp_path / "started-once"
     station = Station([{"name": "fragile", "class": "station_objects:DiesOnRestart",
                         "args": [str(marker)], "path": HERE}],
-                      name="lab-f", registry=_free_tcp_endpoint(), start_registry=False)
+                      name="lab-f", registry=_free_tcp_endpoint(), start_registry=False, settings=quick)
     with station:
         first = _state(station, "fragile")
         assert first["state"] == "running" and station._registry_child is None

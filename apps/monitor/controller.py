@@ -24,7 +24,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from qtpy import QtCore
 
-from pizco_qt import FutureWatcher, Proxy, RemoteTimeout
+from pizco_qt import FutureWatcher, Proxy, RemoteTimeout, config
 from pizco_qt.endpoints import is_wildcard, split_tcp
 from pizco_qt.errors import ConnectionLost
 from pizco_qt.futures import copy_outcome
@@ -32,9 +32,6 @@ from pizco_qt.futures import copy_outcome
 logger = logging.getLogger(__name__)
 
 __all__ = ["ServerSession", "RegistryClient", "SignalSink", "describe_error", "connectable_endpoint"]
-
-#: Seconds between attempts to reach a server or registry that did not answer.
-RETRY_SECONDS = 3.0
 
 
 def describe_error(exc: BaseException) -> str:
@@ -157,10 +154,13 @@ class _Connection(QtCore.QObject):
     state_changed = QtCore.Signal(str, str)
 
     def __init__(self, endpoint: str, executor: concurrent.futures.Executor, timeout: float,
-                 proxy_kwargs: Optional[Dict[str, Any]], parent: Optional[QtCore.QObject]) -> None:
+                 proxy_kwargs: Optional[Dict[str, Any]], parent: Optional[QtCore.QObject],
+                 settings: Optional[config.Settings] = None) -> None:
         super().__init__(parent)
         self.endpoint = endpoint
-        self.timeout = timeout
+        #: Its timings: ``monitor_retry`` between attempts to reach a peer that did not answer.
+        self.settings = settings if settings is not None else config.DEFAULTS
+        self.timeout = timeout if timeout is not None else self.settings.monitor_timeout
         self.state = "connecting"
         self._executor = executor
         self._proxy_kwargs = dict(proxy_kwargs or {})
@@ -211,7 +211,7 @@ class _Connection(QtCore.QObject):
         if self._closed:
             return
         self._on_failed(exc)
-        self._retry.start(int(RETRY_SECONDS * 1000))
+        self._retry.start(round(self.settings.monitor_retry * 1000))
 
     def _on_proxy(self, proxy: Proxy) -> None:
         raise NotImplementedError
@@ -255,9 +255,9 @@ class ServerSession(_Connection):
     control_changed = QtCore.Signal()
 
     def __init__(self, key: str, endpoint: str, executor: concurrent.futures.Executor,
-                 timeout: float = 3.0, proxy_kwargs: Optional[Dict[str, Any]] = None,
-                 parent: Optional[QtCore.QObject] = None) -> None:
-        super().__init__(endpoint, executor, timeout, proxy_kwargs, parent)
+                 timeout: Optional[float] = None, proxy_kwargs: Optional[Dict[str, Any]] = None,
+                 parent: Optional[QtCore.QObject] = None, settings: Optional[config.Settings] = None) -> None:
+        super().__init__(endpoint, executor, timeout, proxy_kwargs, parent, settings)
         self.key = key
         self.description: Optional[Dict[str, Dict[str, Any]]] = None
         self.sinks: Dict[str, SignalSink] = {}
@@ -555,14 +555,17 @@ class RegistryClient(_Connection):
     #: Signal(str) -- the name of a server that left.
     removed = QtCore.Signal(str)
 
-    def __init__(self, endpoint: str, executor: concurrent.futures.Executor, timeout: float = 2.0,
-                 resync_seconds: float = 5.0, proxy_kwargs: Optional[Dict[str, Any]] = None,
-                 parent: Optional[QtCore.QObject] = None) -> None:
-        super().__init__(endpoint, executor, timeout, proxy_kwargs, parent)
+    def __init__(self, endpoint: str, executor: concurrent.futures.Executor, timeout: Optional[float] = None,
+                 resync_seconds: Optional[float] = None, proxy_kwargs: Optional[Dict[str, Any]] = None,
+                 parent: Optional[QtCore.QObject] = None, settings: Optional[config.Settings] = None) -> None:
+        settings = settings if settings is not None else config.DEFAULTS
+        super().__init__(endpoint, executor, settings.monitor_registry_timeout if timeout is None else timeout,
+                         proxy_kwargs, parent, settings)
         self._listing = False
         self._retry.timeout.connect(self.start)
         self._resync = QtCore.QTimer(self)
-        self._resync.setInterval(int(resync_seconds * 1000))
+        resync = settings.monitor_resync if resync_seconds is None else resync_seconds
+        self._resync.setInterval(round(resync * 1000))
         self._resync.timeout.connect(self.refresh)
 
     def start(self) -> None:
@@ -588,7 +591,7 @@ class RegistryClient(_Connection):
 
     def _on_failed(self, exc: BaseException) -> None:
         self._set_state("offline", f"no registry at {self.endpoint} ({describe_error(exc)}); "
-                                   f"retrying every {RETRY_SECONDS:g} s")
+                                   f"retrying every {self.settings.monitor_retry:g} s")
 
     def refresh(self) -> None:
         """Ask for the full list again (emits ``listed``)."""

@@ -17,11 +17,7 @@ from .controller import ServerSession, connectable_endpoint
 from .dialogs import AddServerDialog
 from .models import CONNECTING, OFFLINE, ONLINE, STOPPED, ServerEntry, state_icon
 
-__all__ = ["ServerListMixin", "STOPPED_KEEP_SECONDS"]
-
-#: Seconds a server that left the registry stays listed (greyed) before it is dropped.
-STOPPED_KEEP_SECONDS = 30.0
-
+__all__ = ["ServerListMixin"]
 
 class ServerListMixin:
     """Mixin of MonitorWindow: the server rows, their sessions and the selected one."""
@@ -83,7 +79,8 @@ class ServerListMixin:
         self._update_counts()
 
     def _open_session(self, key: str, endpoint: str) -> ServerSession:
-        session = ServerSession(key, endpoint, self._executor, self.timeout, self._proxy_kwargs, self)
+        session = ServerSession(key, endpoint, self._executor, self.timeout, self._proxy_kwargs, self,
+                                settings=self.settings)
         session.label = self.server_model.entry(key).name if self.server_model.entry(key) else key
         session.state_changed.connect(lambda state, detail, s=session: self._session_state(s, state, detail))
         session.described.connect(lambda desc, s=session: self._described(s, desc))
@@ -178,7 +175,7 @@ class ServerListMixin:
         now = time.monotonic()
         for entry in list(self.server_model.entries()):
             if (entry.state == STOPPED and entry.gone_since is not None
-                    and now - entry.gone_since > STOPPED_KEEP_SECONDS and entry.key != self._selected_key()):
+                    and now - entry.gone_since > self.settings.monitor_keep_stopped and entry.key != self._selected_key()):
                 self.remove_server(entry.key)
 
     def _session_state(self, session: ServerSession, state: str, detail: str) -> None:

@@ -54,10 +54,14 @@ class MonitorWindow(WindowLayout, ServerListMixin, QtWidgets.QMainWindow):
     closed = QtCore.Signal()
 
     def __init__(self, registry: Optional[str] = None, parent: Optional[QtWidgets.QWidget] = None, *,
-                 timeout: Optional[float] = None, proxy_kwargs: Optional[Dict[str, Any]] = None) -> None:
+                 timeout: Optional[float] = None, proxy_kwargs: Optional[Dict[str, Any]] = None,
+                 settings: Optional[config.Settings] = None) -> None:
         super().__init__(parent)
-        self.registry_endpoint = registry or config.registry_endpoint()
-        self.timeout = float(timeout) if timeout is not None else min(config.timeout(), 5.0)
+        #: What the environment sets (``PZC_*``) and the monitor's timings (``monitor_*``).
+        self.settings = settings if settings is not None else config.Settings.from_environment()
+        self.registry_endpoint = registry or self.settings.registry
+        self.timeout = float(timeout) if timeout is not None else min(self.settings.timeout,
+                                                                      self.settings.monitor_timeout)
         self.setWindowTitle("pizco-monitor")
         self.setWindowIcon(icon("pizco-monitor"))
         self.setObjectName("pizco_monitor")
@@ -95,7 +99,8 @@ class MonitorWindow(WindowLayout, ServerListMixin, QtWidgets.QMainWindow):
         self._prune.timeout.connect(self._prune_stopped)
         self._prune.start()
 
-        self.registry = RegistryClient(self.registry_endpoint, self._executor, timeout=min(self.timeout, 2.0),
+        self.registry = RegistryClient(self.registry_endpoint, self._executor, settings=self.settings,
+                                       timeout=min(self.timeout, self.settings.monitor_registry_timeout),
                                        proxy_kwargs=self._proxy_kwargs, parent=self)
         self.registry.state_changed.connect(self._registry_state)
         self.registry.listed.connect(self._registry_listed)

@@ -376,7 +376,7 @@ class StationWindow(QtWidgets.QMainWindow):
         try:
             self.station.stop()  # a start in progress in a worker fails at once, a stop finishes
             for worker in self._workers:
-                worker.join(self.station.stop_timeout + 2.0)
+                worker.join(self.station.settings.child_stop_timeout + self.station.settings.stop_timeout)
         finally:
             QtWidgets.QApplication.restoreOverrideCursor()
         if self.monitor is not None:
