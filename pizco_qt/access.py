@@ -202,13 +202,16 @@ def is_write(obj: Any, content: Any, own_future: Callable[[str], bool] = lambda 
     read (``__getitem__``, ``__contains__``, ``__len__``); a call of a method
     marked ``@readonly``; cancelling one's own future. Everything else writes.
     """
-    if isinstance(content, str):
+    if type(content) is tuple and len(content) == 3 and type(content[2]) is dict:
+        action, options = content[1], content[2]  # the common request, checked once
+    elif isinstance(content, str):
         return content == "stop"
-    if not (isinstance(content, (tuple, list)) and len(content) == 3):
+    elif not (isinstance(content, (tuple, list)) and len(content) == 3):
         return False  # not a request: dispatch refuses it without running anything
-    action, options = content[1], content[2]
-    if not isinstance(options, dict):
-        options = {}
+    else:
+        action, options = content[1], content[2]
+        if not isinstance(options, dict):
+            options = {}
     if action in READ_ACTIONS:
         return False
     if action == "exec":
@@ -351,8 +354,10 @@ class AccessControl:
         request), or None to run it; and whether the request writes."""
         self.lease.touch(client.id)
         action = content[1] if isinstance(content, (tuple, list)) and len(content) == 3 else None
-        write = action in ("lock", "unlock") or is_write(
-            obj, content, lambda msgid: self._future_owners.get(msgid) == client.id)
+        if action == "cancel":
+            write = is_write(obj, content, lambda msgid: self._future_owners.get(msgid) == client.id)
+        else:
+            write = action in ("lock", "unlock") or is_write(obj, content)
         if write and client.role == OBSERVER:
             what = " ".join(request_name(content)).strip()
             return self._refuse(client, content, serializer, "observer",
@@ -412,8 +417,9 @@ class AccessControl:
         if not write:
             return
         action, name = request_name(content)
-        self.writes.append(WriteRecord(time.time(), client.label, action, name))
-        logger.log(self.write_log_level, "write by %s: %s %s", client.label, action, name)
+        self.writes.append(tuple.__new__(WriteRecord, (time.time(), client.label, action, name)))  # no keyword parsing
+        if logger.isEnabledFor(self.write_log_level):
+            logger.log(self.write_log_level, "write by %s: %s %s", client.label, action, name)
 
 
 def _held_message(info: Optional[Dict[str, Any]]) -> str:

@@ -52,7 +52,7 @@ RESERVED_TOPICS: Set[str] = {HEARTBEAT_TOPIC, FUTURE_TOPIC, LOCK_TOPIC}
 
 def is_private_name(name: str) -> bool:
     """Whether ``name`` or any component of it (``a._b.c``) starts with ``_``."""
-    return any(part.startswith("_") for part in name.split("."))
+    return name[:1] == "_" or "._" in name  # the first component, or any later one
 
 
 def _allows_private(server: Any) -> bool:
