@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Set, Tuple
 
 import pytest
 
@@ -16,6 +16,28 @@ APPS = PACKAGE.parent / "apps"
 
 def _sources(root: pathlib.Path) -> Iterator[pathlib.Path]:
     yield from sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _parsed(root: pathlib.Path) -> Iterator[Tuple[str, ast.AST]]:
+    """``(path relative to root's parent, syntax tree)`` of each source file under ``root``."""
+    for path in _sources(root):
+        yield path.relative_to(root.parent).as_posix(), ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def _assert_none_found(root: pathlib.Path, scan: Callable[[pathlib.Path], List[Tuple[str, int, str]]]) -> None:
+    """``scan`` finds nothing under ``root`` (each finding is listed as path:line: text)."""
+    if not root.exists():
+        pytest.skip(f"{root} is not installed next to the package")
+    found = scan(root)
+    assert not found, "\n".join(f"{path}:{line}: {text}" for path, line, text in found)
+
+
+def _sample_package(tmp_path: pathlib.Path, source: str) -> pathlib.Path:
+    """A package folder named like ours holding one module with ``source`` (for the scans' self-tests)."""
+    fake = tmp_path / "pizco_qt"
+    fake.mkdir()
+    (fake / "sample.py").write_text(source)
+    return fake
 
 
 # ---------------------------------------------------------------------- imports
@@ -154,9 +176,7 @@ def foreign_private_accesses(root: pathlib.Path) -> List[Tuple[str, int, str]]:
     """Each ``other._x`` (read, write or ``getattr(other, "_x")``) in the files under ``root``."""
     documented = _documented_proxy_names()
     found = []
-    for path in _sources(root):
-        rel = path.relative_to(root.parent).as_posix()
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for rel, tree in _parsed(root):
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute):
                 target, name = node.value, node.attr
@@ -175,23 +195,19 @@ def foreign_private_accesses(root: pathlib.Path) -> List[Tuple[str, int, str]]:
 
 
 def test_the_scan_finds_foreign_private_accesses(tmp_path):
-    fake = tmp_path / "pizco_qt"
-    fake.mkdir()
-    (fake / "sample.py").write_text("class A:\n"
-                                    "    def f(self, other, proxy):\n"
-                                    "        self._ok = other._bad + super()._fine + proxy._proxy_endpoint\n"
-                                    "        getattr(other, '_worse')\n"
-                                    "        return proxy._proxy_core\n")
+    fake = _sample_package(tmp_path, (
+        "class A:\n"
+        "    def f(self, other, proxy):\n"
+        "        self._ok = other._bad + super()._fine + proxy._proxy_endpoint\n"
+        "        getattr(other, '_worse')\n"
+        "        return proxy._proxy_core\n"))
     found = foreign_private_accesses(fake)
     assert [text for _, _, text in found] == ["other._bad", "other._worse", "proxy._proxy_core"], found
 
 
 @pytest.mark.parametrize("root", [PACKAGE, APPS], ids=["pizco_qt", "apps"])
 def test_no_module_touches_another_objects_private_attributes(root):
-    if not root.exists():
-        pytest.skip(f"{root} is not installed next to the package")
-    found = foreign_private_accesses(root)
-    assert not found, "\n".join(f"{path}:{line}: {text}" for path, line, text in found)
+    _assert_none_found(root, foreign_private_accesses)
 
 
 # ---------------------------------------------------------------------- reading a reply
@@ -225,11 +241,10 @@ def _reads_place(node: ast.AST, place: int) -> bool:
 def hand_read_replies(root: pathlib.Path) -> List[Tuple[str, int, str]]:
     """Each comparison outside replies.py that reads a reply's shape or kind by hand."""
     found = []
-    for path in _sources(root):
-        rel = path.relative_to(root.parent).as_posix()
+    for rel, tree in _parsed(root):
         if rel == "pizco_qt/replies.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        for node in ast.walk(tree):
             if not isinstance(node, ast.Compare):
                 continue
             operands = [node.left] + node.comparators
@@ -246,15 +261,14 @@ def hand_read_replies(root: pathlib.Path) -> List[Tuple[str, int, str]]:
 
 
 def test_the_reading_scan_finds_hand_readings(tmp_path):
-    fake = tmp_path / "pizco_qt"
-    fake.mkdir()
-    (fake / "sample.py").write_text("def f(reply, kind, info, outcome):\n"
-                                    "    a = reply[1] == 'raise'\n"
-                                    "    b = kind == 'future_register'\n"
-                                    "    c = tuple(info[:2]) == ('PSMessage', 'raise')\n"
-                                    "    d = kind in ('remote', 'other')\n"
-                                    "    e = outcome[0] == 'raise'  # a getmany outcome's kind, not a reply\n"
-                                    "    return reply[0] == 'PSMessage'\n")
+    fake = _sample_package(tmp_path, (
+        "def f(reply, kind, info, outcome):\n"
+        "    a = reply[1] == 'raise'\n"
+        "    b = kind == 'future_register'\n"
+        "    c = tuple(info[:2]) == ('PSMessage', 'raise')\n"
+        "    d = kind in ('remote', 'other')\n"
+        "    e = outcome[0] == 'raise'  # a getmany outcome's kind, not a reply\n"
+        "    return reply[0] == 'PSMessage'\n"))
     found = [text for _, _, text in hand_read_replies(fake)]
     assert found == ["reply[1] == 'raise'", "kind == 'future_register'", "tuple(info[:2]) == ('PSMessage', 'raise')",
                      "kind in ('remote', 'other')", "reply[0] == 'PSMessage'"], found
@@ -263,7 +277,4 @@ def test_the_reading_scan_finds_hand_readings(tmp_path):
 @pytest.mark.parametrize("root", [PACKAGE, APPS], ids=["pizco_qt", "apps"])
 def test_only_the_replies_module_reads_a_reply(root):
     """Decoding, classifying and turning a 'raise' into an exception are replies.py's (one helper)."""
-    if not root.exists():
-        pytest.skip(f"{root} is not installed next to the package")
-    found = hand_read_replies(root)
-    assert not found, "\n".join(f"{path}:{line}: {text}" for path, line, text in found)
+    _assert_none_found(root, hand_read_replies)
