@@ -273,7 +273,7 @@ class Settings:
 #: The defaults (what module-level constants derive from).
 DEFAULTS = Settings()
 
-# Names other modules and programs used before Settings existed (the defaults).
+# The names programs used before Settings existed, kept for them (the package itself reads DEFAULTS).
 DEFAULT_TIMEOUT = DEFAULTS.timeout
 DEFAULT_HEARTBEAT = DEFAULTS.heartbeat
 DEFAULT_REGISTRY = DEFAULTS.registry

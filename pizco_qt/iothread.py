@@ -53,7 +53,7 @@ def context() -> zmq.Context:
         with _ctx_lock:
             if _ctx is None or _ctx.closed:
                 ctx = zmq.Context()
-                ctx.setsockopt(zmq.LINGER, config.LINGER_MS)
+                ctx.setsockopt(zmq.LINGER, config.DEFAULTS.linger_ms)
                 _ctx = ctx
     return _ctx
 
@@ -155,7 +155,7 @@ class IOThread(QThread):
             except KeyError:
                 pass
         if close and hasattr(sock, "close"):
-            sock.close(linger=config.LINGER_MS)
+            sock.close(linger=config.DEFAULTS.linger_ms)
 
     def _drain_commands(self) -> None:
         try:
@@ -261,8 +261,8 @@ def acquire() -> IOThread:
             _prune_retired()
             io = IOThread()
             io.start()
-            if not io.wait_started(config.THREAD_START_TIMEOUT):
-                raise RuntimeError(f"the pizco_qt I/O thread did not start within {config.THREAD_START_TIMEOUT:g} s")
+            if not io.wait_started(config.DEFAULTS.thread_start_timeout):
+                raise RuntimeError(f"the pizco_qt I/O thread did not start within {config.DEFAULTS.thread_start_timeout:g} s")
             _io = io
         _users += 1
         return _io

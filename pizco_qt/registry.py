@@ -681,7 +681,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     "Proxy.from_name() and pizco-monitor find them here.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("endpoint", nargs="?", default=None,
-                        help=f"REP endpoint to bind (default: PZC_REGISTRY, else {config.DEFAULT_REGISTRY})")
+                        help=f"REP endpoint to bind (default: PZC_REGISTRY, else {config.DEFAULTS.registry})")
     parser.add_argument("--pub", metavar="ENDPOINT", default=None,
                         help="PUB endpoint to bind (default: a free port on the same host)")
     parser.add_argument("--curve-secret", metavar="FILE", default=None,
