@@ -44,17 +44,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Agent", "CAPABILITIES", "ACK_PREFIX", "HEARTBEAT_TOPIC", "FUTURE_TOPIC"]
 
-_live_agents: "weakref.WeakSet[Agent]" = weakref.WeakSet()
-#: Agents inherited across os.fork(): kept alive, never stopped nor used in the child.
-_inherited_agents: "List[Agent]" = []
-
-
-def _forget_inherited_agents() -> None:
-    _inherited_agents.extend(_live_agents)
-    _live_agents.clear()
-
-
-forking.on_fork_child(_forget_inherited_agents)
+#: Agents not yet stopped (a forked child starts with none: see ``forking.live_set``).
+_live_agents: "weakref.WeakSet[Agent]" = forking.live_set()
 
 
 class Agent:

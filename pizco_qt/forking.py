@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, List
+import weakref
+from typing import Any, Callable, List
 
 from .errors import ProxyClosed
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["pid", "check_owner", "inherited", "on_fork_child"]
+__all__ = ["pid", "check_owner", "inherited", "on_fork_child", "live_set"]
 
 #: This process's id (updated in a forked child; cheaper to read than ``os.getpid()``).
 pid = os.getpid()
@@ -46,6 +47,24 @@ def check_owner(owner_pid: int, what: str) -> None:
 def on_fork_child(hook: Callable[[], None]) -> None:
     """Run ``hook()`` in every child forked from now on (reset process-wide state)."""
     _hooks.append(hook)
+
+
+#: Objects of every ``live_set`` inherited across a fork: kept alive, never stopped nor used in the child
+#: (freeing one would touch its parent's threads and sockets).
+_inherited: List[Any] = []
+
+
+def live_set() -> "weakref.WeakSet[Any]":
+    """A weak set of live objects (agents, proxy cores) that a forked child starts empty:
+    what the parent had is moved to a list that keeps it, unused, for the child's life."""
+    live: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+    def forget() -> None:
+        _inherited.extend(live)
+        live.clear()
+
+    on_fork_child(forget)
+    return live
 
 
 def _after_fork_in_child() -> None:

@@ -58,17 +58,8 @@ def _is_local_name(name: str) -> bool:
             or name.startswith("_ipython_") or (name.startswith("__") and name.endswith("__")))
 
 
-_live_cores: "weakref.WeakSet[_ProxyCore]" = weakref.WeakSet()
-#: Proxies inherited across os.fork(): kept alive, never closed nor used in the child.
-_inherited_cores: "List[_ProxyCore]" = []
-
-
-def _forget_inherited_cores() -> None:
-    _inherited_cores.extend(_live_cores)
-    _live_cores.clear()
-
-
-forking.on_fork_child(_forget_inherited_cores)
+#: Proxy cores not yet closed (a forked child starts with none: see ``forking.live_set``).
+_live_cores: "weakref.WeakSet[_ProxyCore]" = forking.live_set()
 
 
 class _ProxyCore:
