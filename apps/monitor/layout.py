@@ -9,7 +9,7 @@ Thread affinity: GUI thread.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from qtpy import QtCore, QtGui, QtWidgets
 
@@ -74,14 +74,19 @@ def _pane(title: str, widget: QtWidgets.QWidget, extra: Optional[QtWidgets.QWidg
     return box
 
 
-def _table(name: str, model: QtCore.QAbstractItemModel) -> QtWidgets.QTableView:
-    view = QtWidgets.QTableView()
+def _rows_of(view: Any, name: str, model: QtCore.QAbstractItemModel) -> Any:
+    """``view`` showing ``model``: whole rows, one selected at a time, alternating colours."""
     view.setObjectName(name)
     view.setModel(model)
     view.setAlternatingRowColors(True)
-    view.setShowGrid(False)
     view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
     view.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
+    return view
+
+
+def _table(name: str, model: QtCore.QAbstractItemModel) -> QtWidgets.QTableView:
+    view = _rows_of(QtWidgets.QTableView(), name, model)
+    view.setShowGrid(False)
     view.verticalHeader().setVisible(False)
     view.verticalHeader().setDefaultSectionSize(24)
     view.horizontalHeader().setHighlightSections(False)
@@ -93,15 +98,10 @@ def _table(name: str, model: QtCore.QAbstractItemModel) -> QtWidgets.QTableView:
 
 def row_list(name: str, model: QtCore.QAbstractItemModel) -> QtWidgets.QTreeView:
     """A flat list view of ``model``: whole rows, one selected at a time, alternating colours."""
-    view = QtWidgets.QTreeView()
-    view.setObjectName(name)
-    view.setModel(model)
+    view = _rows_of(QtWidgets.QTreeView(), name, model)
     view.setRootIsDecorated(False)
     view.setUniformRowHeights(True)
-    view.setAlternatingRowColors(True)
     view.setAllColumnsShowFocus(True)
-    view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
-    view.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
     return view
 
 
